@@ -1,0 +1,29 @@
+# One command for the main job, one for the tests; each creates .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch/torchvision pinned here only because these builds lie on the project machines' disk;
+# pyproject.toml keeps the bounds loose (torch>=2.4).
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[train,eval,serve,export,dev]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/pconv demo --output out/demo.png --overwrite
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+clean:
+	rm -rf $(VENV) out

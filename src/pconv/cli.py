@@ -1,0 +1,53 @@
+"""The ``pconv`` command line: ``pconv <command> [options]`` (also ``python -m pconv``).
+
+Each command lives in ``pconv.commands.<name>`` with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
+those modules import torch lazily, so ``pconv --help`` is instant. Errors a user can fix print one line and
+exit with status 2; set ``PCONV_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# Command name -> module under pconv.commands. Keep sorted.
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pconv import __version__
+
+    parser = argparse.ArgumentParser(prog="pconv", description="Image inpainting with partial convolutions.")
+    parser.add_argument("--version", action="version", version=f"pconv {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"pconv.commands.{module_name}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("pconv: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        if os.environ.get("PCONV_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"pconv {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

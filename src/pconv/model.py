@@ -1,0 +1,167 @@
+"""The paper's partial-convolution U-Net (Liu et al. 2018, arXiv 1804.07723, section 3.3 and supplementary).
+
+Encoder: ``depth`` stride-2 partial convolutions (kernels 7,5,5,3,3,3,3,3; channels 64,128,256,512x5), ReLU,
+BatchNorm on all but the first. Decoder: per step, nearest x2 upsampling of features *and* mask,
+concatenation with the skip's features *and* mask, 3x3 partial convolution, BatchNorm, LeakyReLU(0.2); the
+last step joins the input image and input mask and gives 3 channels with no BatchNorm and no activation.
+
+Convention: ``image`` (N, 3, H, W) in [0, 1]; ``valid_mask`` (N, 1, H, W) in {0, 1}, 1 = known pixel. The
+network sees ``2 * image - 1`` and its raw output is mapped back by ``(y + 1) / 2``, so predictions are in
+about [0, 1] (not clamped: there is no final activation, as in the paper).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pconv.config import ModelConfig
+from pconv.layers import PConvBlock
+
+__all__ = ["PConvUNet", "build_model", "composite", "save_weights", "load_weights", "WeightsError"]
+
+
+class PConvUNet(nn.Module):
+    """Partial-convolution U-Net.
+
+    Args:
+        config: depth, width and input channels; the default is exactly the paper's network.
+        freeze_encoder_bn: keep the encoder's BatchNorm layers in eval mode (running statistics frozen) even
+            in ``train()`` mode: the paper's fine-tuning phase. Their affine parameters still learn.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, *, freeze_encoder_bn: bool = False) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.freeze_encoder_bn = freeze_encoder_bn
+        kernels, channels = self.config.kernels, self.config.channels
+        c_img = self.config.in_channels
+        self.encoder = nn.ModuleList()
+        for i, (k, c_out) in enumerate(zip(kernels, channels)):
+            c_in = c_img if i == 0 else channels[i - 1]
+            self.encoder.append(PConvBlock(c_in, c_out, k, stride=2, bn=i > 0, activation="relu"))
+        # decoder[i] produces the input of encoder[i]'s resolution: channels[i-1] (or the image's) out.
+        self.decoder = nn.ModuleList()
+        for i in range(self.config.depth):
+            skip = c_img if i == 0 else channels[i - 1]
+            last = i == 0
+            self.decoder.append(
+                PConvBlock(channels[i] + skip, skip, 3, bn=not last, activation=None if last else "leaky")
+            )
+
+    def train(self, mode: bool = True) -> PConvUNet:
+        super().train(mode)
+        if mode and self.freeze_encoder_bn:
+            for block in self.encoder:
+                if block.bn is not None:
+                    block.bn.eval()
+        return self
+
+    def forward(self, image: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Predict the whole image; pixel values under the hole are never read.
+
+        Args:
+            image: (N, C, H, W) in [0, 1], any H and W (padded internally to a multiple of ``2**depth``, with the
+                padding treated as hole, then cropped back).
+            valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
+        Returns:
+            output: (N, C, H, W), about [0, 1], the raw prediction everywhere (use ``composite`` to keep the
+                known pixels).
+            output_mask: (N, 1, H, W), 1 where the network had any known pixel in its receptive field.
+        """
+        if image.dim() != 4 or valid_mask.dim() != 4 or valid_mask.shape[1] != 1:
+            raise ValueError(f"expected image (N,C,H,W) and valid_mask (N,1,H,W), got {tuple(image.shape)} "
+                             f"and {tuple(valid_mask.shape)}")
+        if image.shape[0] != valid_mask.shape[0] or image.shape[2:] != valid_mask.shape[2:]:
+            raise ValueError(f"image {tuple(image.shape)} and valid_mask {tuple(valid_mask.shape)} differ in size")
+        h, w = image.shape[2:]
+        m = self.config.multiple
+        pad_h, pad_w = (-h) % m, (-w) % m
+        x = F.pad(image * 2 - 1, (0, pad_w, 0, pad_h))
+        mask = F.pad(valid_mask.to(x.dtype), (0, pad_w, 0, pad_h))  # padding is hole
+        feats, masks = [x], [mask]
+        for block in self.encoder:
+            x, mask = block([x], [mask])  # (N, C_i, H/2^i, W/2^i)
+            feats.append(x)
+            masks.append(mask)
+        for i in reversed(range(self.config.depth)):
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            mask = F.interpolate(mask, scale_factor=2.0, mode="nearest")
+            x, mask = self.decoder[i]([x, feats[i]], [mask, masks[i]])  # concat with the skip, then 3x3 pconv
+        output = (x[:, :, :h, :w] + 1) / 2
+        return output, mask[:, :, :h, :w]
+
+
+def composite(image: Tensor, prediction: Tensor, valid_mask: Tensor) -> Tensor:
+    """Known pixels from ``image``, hole pixels from ``prediction`` (the paper's I_comp).
+
+    Args:
+        image, prediction: (N, C, H, W) in [0, 1].
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
+    Returns:
+        (N, C, H, W): ``valid * image + (1 - valid) * prediction``.
+    """
+    valid = valid_mask.to(image.dtype)
+    return valid * image + (1 - valid) * prediction
+
+
+def build_model(config: ModelConfig | None = None, *, weights: str | Path | None = None) -> PConvUNet:
+    """Build a ``PConvUNet``; with ``weights``, load them (the file's own config wins over ``config``)."""
+    if weights is not None:
+        return load_weights(weights)
+    return PConvUNet(config)
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable, or for another architecture."""
+
+
+_CONFIG_KEY = "pconv_model_config"
+
+
+def save_weights(model: PConvUNet, path: str | Path, *, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the model's state dict as safetensors with its ``ModelConfig`` as JSON metadata.
+
+    Floating tensors are cast to ``dtype`` (fp16 halves the file); BatchNorm counters stay int64.
+    The file is written to a temporary name and renamed, so no half-written file is left behind.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {
+        k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu() for k, v in model.state_dict().items()
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={_CONFIG_KEY: json.dumps(model.config.to_dict())})
+    tmp.replace(path)
+    return path
+
+
+def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") -> PConvUNet:
+    """Load a model written by ``save_weights``; raises ``WeightsError`` with a one-line reason."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path} is not a readable safetensors weights file ({exc})") from None
+    if _CONFIG_KEY not in meta:
+        raise WeightsError(f"{path} has no pconv model config in its metadata; was it written by pconv?")
+    model = PConvUNet(ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY])))
+    expected = model.state_dict()
+    bad = [k for k in expected if k not in tensors or tensors[k].shape != expected[k].shape]
+    if bad or set(tensors) - set(expected):
+        raise WeightsError(f"{path} does not match the pconv architecture in its metadata (first bad key: "
+                           f"{(bad or sorted(set(tensors) - set(expected)))[0]})")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    return model.eval()

@@ -1,0 +1,38 @@
+"""The `pconv` command line: help, errors as one line, the demo job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from pconv.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pconv", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "demo" in result.stdout
+
+
+def test_demo_writes_side_by_side_png_and_says_random(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--output", str(out)]) == 0
+    with Image.open(out) as img:
+        assert img.size == (768 * 2, 512)
+    assert "RANDOM" in capsys.readouterr().out
+
+
+def test_demo_never_overwrites_without_flag(tmp_path: Path) -> None:
+    out = tmp_path / "keep.png"
+    out.write_bytes(b"precious")
+    result = run_cli("demo", "--output", str(out))
+    assert result.returncode == 2
+    assert "exists" in result.stderr and "Traceback" not in result.stderr
+    assert out.read_bytes() == b"precious"

@@ -1,0 +1,183 @@
+"""PConvUNet: the paper's layer list, shapes at any size, hole-content invariance, BN freeze, weights files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pconv.config import ModelConfig
+from pconv.layers import PartialConv2d
+from pconv.model import PConvUNet, WeightsError, composite, load_weights, save_weights
+
+TINY = ModelConfig(depth=4, width=0.125)
+
+
+def hole_mask_like(n: int, h: int, w: int) -> torch.Tensor:
+    """(N, 1, H, W) valid mask with a rectangle hole and random specks, 1 = known."""
+    valid = (torch.rand(n, 1, h, w) > 0.1).float()
+    valid[:, :, h // 4 : h // 2, w // 3 : w // 2 + 3] = 0
+    return valid
+
+
+def describe(block: nn.Module) -> tuple:
+    conv: PartialConv2d = block.conv
+    bn = block.bn is not None
+    act = type(block.act).__name__ if block.act is not None else None
+    return (conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], bn, act)
+
+
+def test_default_network_is_the_papers_layer_list() -> None:
+    model = PConvUNet()
+    encoder = [describe(b) for b in model.encoder]
+    assert encoder == [
+        (3, 64, 7, 2, False, "ReLU"),
+        (64, 128, 5, 2, True, "ReLU"),
+        (128, 256, 5, 2, True, "ReLU"),
+        (256, 512, 3, 2, True, "ReLU"),
+        (512, 512, 3, 2, True, "ReLU"),
+        (512, 512, 3, 2, True, "ReLU"),
+        (512, 512, 3, 2, True, "ReLU"),
+        (512, 512, 3, 2, True, "ReLU"),
+    ]
+    # Decoder steps 8..1: upsampled features + skip features in, 512,512,512,512,256,128,64,3 out.
+    decoder = [describe(model.decoder[i]) for i in reversed(range(8))]
+    assert decoder == [
+        (512 + 512, 512, 3, 1, True, "LeakyReLU"),
+        (512 + 512, 512, 3, 1, True, "LeakyReLU"),
+        (512 + 512, 512, 3, 1, True, "LeakyReLU"),
+        (512 + 512, 512, 3, 1, True, "LeakyReLU"),
+        (512 + 256, 256, 3, 1, True, "LeakyReLU"),
+        (256 + 128, 128, 3, 1, True, "LeakyReLU"),
+        (128 + 64, 64, 3, 1, True, "LeakyReLU"),
+        (64 + 3, 3, 3, 1, False, None),
+    ]
+    assert all(m.negative_slope == 0.2 for m in model.modules() if isinstance(m, nn.LeakyReLU))
+    assert not any(isinstance(m, (nn.Sigmoid, nn.Tanh)) for m in model.modules())
+
+
+def test_paper_network_at_512_gives_full_output_and_mask() -> None:
+    model = PConvUNet().eval()
+    valid = hole_mask_like(1, 512, 512)
+    with torch.inference_mode():
+        out, out_mask = model(torch.rand(1, 3, 512, 512), valid)
+    assert out.shape == (1, 3, 512, 512)
+    assert out_mask.shape == (1, 1, 512, 512)
+    assert bool((out_mask == 1).all())  # 8 stride-2 layers see every pixel from some known one
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("h", "w"), [(16, 16), (17, 23), (1, 1), (33, 64), (5, 100)])
+def test_any_size_is_padded_and_cropped_back(h: int, w: int) -> None:
+    model = PConvUNet(TINY).eval()
+    valid = torch.ones(2, 1, h, w)
+    valid[0, 0, 0, 0] = 0
+    with torch.inference_mode():
+        out, out_mask = model(torch.rand(2, 3, h, w), valid)
+    assert out.shape == (2, 3, h, w) and out_mask.shape == (2, 1, h, w)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("config", [TINY, ModelConfig(depth=8, width=0.0625)])
+def test_output_ignores_hole_pixels(config: ModelConfig) -> None:
+    model = PConvUNet(config).eval()
+    image = torch.rand(2, 3, 64, 48)
+    valid = hole_mask_like(2, 64, 48)
+    scribbled = image * valid + (1 - valid) * torch.rand_like(image) * 50
+    with torch.inference_mode():
+        out1, _ = model(image, valid)
+        out2, _ = model(scribbled, valid)
+    torch.testing.assert_close(out1, out2)
+
+
+def test_hole_ignored_in_training_mode_and_gradient_zero_there() -> None:
+    model = PConvUNet(TINY).train()
+    valid = hole_mask_like(2, 32, 32)
+    image = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out, _ = model(image, valid)
+    out.sum().backward()
+    assert bool((image.grad * (1 - valid) == 0).all())
+
+
+def test_encoder_masks_only_shrink_holes_and_all_valid_stays_valid() -> None:
+    model = PConvUNet(TINY).eval()
+    valid = hole_mask_like(1, 64, 64)
+    masks = []
+    x, mask = valid.expand(-1, 3, -1, -1), valid
+    with torch.inference_mode():
+        for block in model.encoder:
+            x, mask = block([x], [mask])
+            masks.append(mask)
+    fractions = [1 - valid.mean().item()] + [1 - m.mean().item() for m in masks]
+    assert all(a >= b for a, b in zip(fractions, fractions[1:]))
+    with torch.inference_mode():
+        _, out_mask = model(torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64))
+    assert bool((out_mask == 1).all())
+
+
+def test_composite_keeps_known_pixels_exactly() -> None:
+    image, pred = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    valid = hole_mask_like(2, 8, 8)
+    comp = composite(image, pred, valid)
+    assert torch.equal(comp * valid, image * valid)
+    assert torch.equal(comp * (1 - valid), pred * (1 - valid))
+
+
+def test_freeze_encoder_bn_keeps_running_stats_but_decoder_updates() -> None:
+    model = PConvUNet(TINY, freeze_encoder_bn=True).train()
+    enc_bn, dec_bn = model.encoder[1].bn, model.decoder[1].bn
+    before_enc, before_dec = enc_bn.running_mean.clone(), dec_bn.running_mean.clone()
+    model(torch.rand(2, 3, 32, 32), hole_mask_like(2, 32, 32))
+    assert torch.equal(enc_bn.running_mean, before_enc)
+    assert not torch.equal(dec_bn.running_mean, before_dec)
+    assert not enc_bn.training and dec_bn.training
+
+
+def test_width_and_depth_build_a_small_model() -> None:
+    small = PConvUNet(ModelConfig(depth=8, width=0.5))
+    n_params = sum(p.numel() for p in small.parameters())
+    assert 8.0e6 < n_params < 8.5e6  # METHOD.md: the half-width paper network has 8.2 M parameters
+
+
+def test_weights_round_trip_gives_identical_output(tmp_path: Path) -> None:
+    model = PConvUNet(TINY).eval()
+    path = save_weights(model, tmp_path / "m.safetensors")
+    loaded = load_weights(path)
+    assert loaded.config == TINY
+    x, valid = torch.rand(1, 3, 32, 32), hole_mask_like(1, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x, valid)[0], model(x, valid)[0], rtol=0, atol=0)
+
+
+def test_bad_weights_files_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("not weights")
+    with pytest.raises(WeightsError, match="not a readable"):
+        load_weights(junk)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    with pytest.raises(WeightsError, match="no pconv model config"):
+        load_weights(other)
+
+
+def test_mismatched_inputs_are_rejected() -> None:
+    model = PConvUNet(TINY)
+    with pytest.raises(ValueError, match="differ in size"):
+        model(torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 15))
+    with pytest.raises(ValueError, match="expected image"):
+        model(torch.rand(1, 3, 16, 16), torch.ones(1, 3, 16, 16))
+
+
+def test_config_rejects_bad_values_and_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="depth"):
+        ModelConfig(depth=0)
+    with pytest.raises(ValueError, match="width"):
+        ModelConfig(width=-1)
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({"depth": 4, "colour": 3})
