@@ -1,0 +1,148 @@
+"""``pconv evaluate``: score the network and classical baselines on deterministic 512x512 cases, per hole-ratio
+bin x N/B, as in the paper's table (arXiv 1804.07723, §5)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+HELP = (
+    "Evaluate the network and/or baselines (telea, ns, patchmatch, mean) on photos x hole masks: l1, PSNR, SSIM "
+    "per hole-ratio bin and N/B; writes results.md/.json, cases.csv, plots and a sample grid."
+)
+
+METHOD_CHOICES = ("pconv", "telea", "ns", "patchmatch", "mean")
+EXTRA_METRICS = {"lpips": "--lpips-weights", "fid": "--inception-weights"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--method",
+        nargs="+",
+        choices=METHOD_CHOICES,
+        default=["pconv"],
+        metavar="METHOD",
+        help=f"one or more of {', '.join(METHOD_CHOICES)} (default: pconv)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="pconv weights (safetensors from pconv.model.save_weights; default: the bundled ones)",
+    )
+    parser.add_argument("--photos", type=Path, required=True, help="folder of photos (searched recursively)")
+    parser.add_argument(
+        "--masks", required=True, help="the NVIDIA irregular test mask folder (00000.png..11999.png), or 'generated'"
+    )
+    parser.add_argument("--out", type=Path, default=Path("out/evaluate"), help="output folder (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, replacing reports")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first K photos (12 cases each)")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the baselines (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=4, help="pconv inference batch (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="torch device for pconv (default: cuda if available, else cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mask choice (default: %(default)s)")
+    parser.add_argument(
+        "--extra-metrics",
+        nargs="+",
+        choices=sorted(EXTRA_METRICS),
+        default=[],
+        help="also LPIPS and/or FID; each needs its network weights as a local file",
+    )
+    parser.add_argument("--lpips-weights", type=Path, default=None, help="local LPIPS network weights file")
+    parser.add_argument("--inception-weights", type=Path, default=None, help="local Inception-v3 weights for FID")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _check_extra_metrics(args: argparse.Namespace) -> None:
+    for metric in args.extra_metrics:
+        option = EXTRA_METRICS[metric]
+        if getattr(args, option[2:].replace("-", "_")) is None:
+            raise ValueError(
+                f"{metric.upper()} needs its network weights as a local file: pass {option} PATH "
+                "(pconv never downloads weights)"
+            )
+        raise ValueError(
+            f"{metric.upper()} scoring is not implemented in this version of pconv evaluate; "
+            f"run without --extra-metrics {metric}"
+        )
+
+
+def _default_weights() -> Path:
+    bundled = sorted((Path(__file__).resolve().parent.parent / "weights").glob("*.safetensors"))
+    if not bundled:
+        raise ValueError(
+            "no trained pconv weights are bundled with this install; pass --weights PATH "
+            "(a file written by pconv.model.save_weights) or pick a baseline with --method"
+        )
+    return bundled[0]
+
+
+def _build_methods(args: argparse.Namespace) -> tuple[list, dict[str, str]]:
+    from pconv.baselines import get_baseline
+    from pconv.evaluate import BaselineMethod, PConvMethod
+
+    methods, notes = [], {}
+    for name in dict.fromkeys(args.method):
+        if name != "pconv":
+            get_baseline(name)  # fails early, in one line, if e.g. patchmatch cannot run here
+            methods.append(BaselineMethod(name))
+            continue
+        import torch
+
+        from pconv.model import load_weights
+
+        weights = args.weights or _default_weights()
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        methods.append(
+            PConvMethod(
+                load_weights(weights, map_location=device).to(device).eval(), batch_size=args.batch_size, device=device
+            )
+        )
+        notes["pconv weights"] = str(weights)
+        notes["pconv device"] = device
+    return methods, notes
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    for option in ("workers", "batch_size"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pconv import evaluate as ev
+    from pconv import report
+    from pconv.baselines import CV_RADIUS, PATCHMATCH_RADIUS
+
+    _check_numbers(args)
+    _check_extra_metrics(args)
+    if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
+        raise ValueError(f"--out {args.out} is not empty; pass --overwrite to replace the report files in it")
+    photos = ev.find_photos(args.photos)
+    source = ev.GeneratedMasks(args.seed) if args.masks == "generated" else ev.NvidiaMasks(Path(args.masks), args.seed)
+    cases = ev.build_cases(photos, source, limit=args.limit)
+    methods, notes = _build_methods(args)
+    start = time.perf_counter()
+    results = ev.run_evaluation(cases, methods, source, workers=args.workers, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    summary = ev.summarize(results)
+    settings = {
+        "photos": f"{args.photos} ({len(cases) // 12} photos, sorted; short side resized to 512 with Lanczos, "
+        "centre crop 512x512)",
+        "masks": f"{args.masks} (seed {args.seed}; one mask per photo per bin x N/B cell)",
+        "cases": len(cases),
+        "methods": ", ".join(m.name for m in methods),
+        "baseline settings": f"OpenCV inpaint radius {CV_RADIUS}; PatchMatch patch radius {PATCHMATCH_RADIUS}",
+        **notes,
+        "workers": args.workers,
+        "wall time": f"{elapsed:.1f} s",
+    }
+    out = report.prepare_out_dir(args.out, overwrite=args.overwrite)
+    written = report.write_report(out, summary, results, settings)
+    print(report.markdown_report(summary, settings))
+    print(
+        f"pconv evaluate: {len(cases)} cases x {len(methods)} methods in {elapsed:.1f} s; wrote "
+        + ", ".join(str(p) for p in written)
+    )
+    return 0
