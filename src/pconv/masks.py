@@ -32,6 +32,7 @@ __all__ = [
     "HOLE_THRESHOLD",
     "hole_to_valid",
     "valid_to_hole",
+    "hole_to_valid_array",
     "binarize_hole",
     "load_hole_mask",
     "hole_array_to_valid_tensor",
@@ -66,6 +67,16 @@ def valid_to_hole(valid_mask: Tensor) -> Tensor:
     """Flip the paper's valid mask (1 = known) into a hole mask (1 = missing). Same shape and dtype."""
     _check_binary(valid_mask, "valid_mask")
     return 1 - valid_mask
+
+
+def hole_to_valid_array(hole_mask: np.ndarray) -> np.ndarray:
+    """NumPy twin of ``hole_to_valid`` for data loading: a hole array (1 = missing) -> float32 valid array (1 = known).
+
+    Data pipelines use it because tiny multi-threaded torch ops cost milliseconds each on a busy CPU.
+    """
+    if not np.isin(hole_mask, (0, 1)).all():
+        raise ValueError("hole_mask must hold only 0 and 1; binarise it first (see pconv.masks.binarize_hole)")
+    return 1 - hole_mask.astype(np.float32)
 
 
 def binarize_hole(grey: np.ndarray, *, threshold: int = HOLE_THRESHOLD) -> np.ndarray:
@@ -410,8 +421,7 @@ class NvidiaMasks:
         self.augment = augment
         files = sorted(self.root.glob("*.png")) if self.root.is_dir() else []
         wanted = None if bins is None else {self._bin_index(b) for b in bins}
-        if wanted is not None or border_constrained is not None:
-            files = [f for f in files if self._keep(f, wanted, border_constrained)]
+        files = [f for f in files if self._keep(f, wanted, border_constrained)]
         if not files:
             raise ValueError(
                 f"no NVIDIA masks (NNNNN.png) found in {self.root} for bins={bins}, "
