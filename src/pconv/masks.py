@@ -140,6 +140,7 @@ class MaskPreset:
         blob_prob: chance that a shape is an irregular blob (a star-shaped polygon with a wobbly outline).
         ellipse_prob: chance that a shape is a filled ellipse.
         blob_radius: (min, max) mean radius of blobs and ellipses.
+        speck_prob: chance that a shape is a cluster of small rectangles (like the blocky bits of the NVIDIA masks).
         shapes: (min, max) shapes per mask when no ratio bin is requested.
     """
 
@@ -150,15 +151,16 @@ class MaskPreset:
     blob_prob: float
     ellipse_prob: float
     blob_radius: tuple[float, float]
+    speck_prob: float
     shapes: tuple[int, int]
 
 
 # LaMa-like presets (thin / medium / thick brush strokes) plus mostly-blob masks.
 PRESETS: dict[str, MaskPreset] = {
-    "thin": MaskPreset((4, 16), (15, 50), (4, 14), 0.7, 0.05, 0.05, (10, 30), (2, 8)),
-    "medium": MaskPreset((12, 40), (20, 70), (3, 10), 0.6, 0.15, 0.10, (20, 60), (2, 6)),
-    "thick": MaskPreset((30, 90), (30, 100), (2, 7), 0.5, 0.20, 0.15, (35, 100), (1, 4)),
-    "blobs": MaskPreset((20, 60), (20, 70), (2, 5), 0.6, 0.55, 0.25, (20, 90), (2, 6)),
+    "thin": MaskPreset((4, 16), (15, 50), (4, 14), 0.7, 0.05, 0.05, (10, 30), 0.10, (2, 8)),
+    "medium": MaskPreset((12, 40), (20, 70), (3, 10), 0.6, 0.15, 0.10, (20, 60), 0.15, (2, 6)),
+    "thick": MaskPreset((30, 90), (30, 100), (2, 7), 0.5, 0.20, 0.15, (35, 100), 0.10, (1, 4)),
+    "blobs": MaskPreset((20, 60), (20, 70), (2, 5), 0.6, 0.50, 0.25, (20, 90), 0.10, (2, 6)),
 }
 
 
@@ -244,15 +246,35 @@ def _ellipse_step(
     return draw
 
 
+def _specks_step(
+    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
+) -> Callable[[np.ndarray], None]:
+    """A cluster of small axis-aligned rectangles scattered around a point."""
+    n = int(rng.integers(4, 16))
+    spread = p.blob_radius[1] * scale
+    xs = rng.normal(rng.uniform(0, w), spread, n)
+    ys = rng.normal(rng.uniform(0, h), spread, n)
+    sides = rng.uniform(4, 8 + p.stroke_width[0], (n, 2)) * scale
+    boxes = [(int(x), int(y), int(x + max(1.0, a)), int(y + max(1.0, b))) for x, y, (a, b) in zip(xs, ys, sides)]
+
+    def draw(canvas: np.ndarray) -> None:
+        for x0, y0, x1, y1 in boxes:
+            cv2.rectangle(canvas, (x0, y0), (x1, y1), 1, -1)
+
+    return draw
+
+
 def _shape_steps(
     cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
 ) -> Iterator[Callable[[np.ndarray], None]]:
-    """One random shape (stroke, blob or ellipse) as drawing steps, so a caller can stop between them."""
+    """One random shape (stroke, blob, ellipse or specks) as drawing steps, so a caller can stop between them."""
     u = rng.uniform()
     if u < p.blob_prob:
         yield _blob_step(cv2, rng, p, scale, h, w)
     elif u < p.blob_prob + p.ellipse_prob:
         yield _ellipse_step(cv2, rng, p, scale, h, w)
+    elif u < p.blob_prob + p.ellipse_prob + p.speck_prob:
+        yield _specks_step(cv2, rng, p, scale, h, w)
     else:
         yield from _stroke_steps(cv2, rng, p, scale, h, w)
 
@@ -306,7 +328,7 @@ def generate_hole_mask(
     preset: str | MaskPreset = "medium",
     border: int = 0,
 ) -> np.ndarray:
-    """A random irregular hole mask of strokes, blobs and ellipses.
+    """A random irregular hole mask of strokes, blobs, ellipses and specks.
 
     Args:
         height, width: mask size in pixels.
