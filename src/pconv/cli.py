@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "demo": "demo",
     "evaluate": "evaluate",
+    "masks": "masks",
 }
 
 
