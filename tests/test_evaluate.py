@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from pconv import evaluate as ev
+from pconv import masks as pconv_masks
 from pconv import report, scores
 from pconv.cli import main
 from pconv.config import ModelConfig
@@ -146,6 +147,23 @@ def test_nvidia_masks_load_in_their_bin(shared_data: Path) -> None:
         assert lo - 0.02 < hole_mask.mean() <= hi + 0.02
         if case.kind == "N":
             assert not hole_mask[:50].any() and not hole_mask[:, -50:].any()
+
+
+def test_generated_masks_are_reproducible_in_their_bin_and_keep_the_border_rule() -> None:
+    if not hasattr(pconv_masks, "generate_hole_mask"):
+        with pytest.raises(RuntimeError, match="generate_hole_mask"):
+            ev.GeneratedMasks(0)
+        return
+    source = ev.GeneratedMasks(0)
+    cases = ev.build_cases([Path("a.jpg"), Path("b.jpg")], source)
+    holes = [source.load(case) for case in cases]
+    assert all(np.array_equal(h, source.load(c)) for h, c in zip(holes[:3], cases[:3]))
+    assert not np.array_equal(holes[0], holes[12])  # another photo, another mask
+    for case, hole_mask in zip(cases, holes):
+        lo, hi = ev.BINS[case.bin_index]
+        assert hole_mask.shape == (512, 512) and lo < hole_mask.mean() <= hi
+        if case.kind == "N":
+            assert not hole_mask[:50].any() and not hole_mask[-50:].any() and not hole_mask[:, :50].any()
 
 
 def test_a_folder_that_is_not_the_nvidia_set_is_refused(tmp_path: Path) -> None:
