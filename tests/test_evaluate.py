@@ -123,9 +123,9 @@ def test_find_photos_is_recursive_and_sorted(tmp_path: Path) -> None:
 
 def test_case_selection_is_deterministic_and_limit_is_a_prefix(shared_data: Path) -> None:
     photos = [Path(f"photo{i:03d}.jpg") for i in range(30)]
-    source = ev.NvidiaMasks(shared_data / NVIDIA)
+    source = ev.NvidiaCellMasks(shared_data / NVIDIA)
     full = ev.build_cases(photos, source)
-    assert full == ev.build_cases(photos, ev.NvidiaMasks(shared_data / NVIDIA))
+    assert full == ev.build_cases(photos, ev.NvidiaCellMasks(shared_data / NVIDIA))
     assert ev.build_cases(photos, source, limit=4) == full[:48]
     assert len(full) == 30 * 12
     for case in full:
@@ -134,12 +134,12 @@ def test_case_selection_is_deterministic_and_limit_is_a_prefix(shared_data: Path
         assert (index % 2000 < 1000) == (case.kind == "N")
     cell = [c.mask_id for c in full if c.bin_index == 3 and c.kind == "B"]
     assert len(set(cell)) == len(cell)  # different photos get different masks
-    other_seed = ev.build_cases(photos, ev.NvidiaMasks(shared_data / NVIDIA, seed=1))
+    other_seed = ev.build_cases(photos, ev.NvidiaCellMasks(shared_data / NVIDIA, seed=1))
     assert [c.mask_id for c in other_seed] != [c.mask_id for c in full]
 
 
 def test_nvidia_masks_load_in_their_bin(shared_data: Path) -> None:
-    source = ev.NvidiaMasks(shared_data / NVIDIA)
+    source = ev.NvidiaCellMasks(shared_data / NVIDIA)
     for case in ev.build_cases([Path("p.jpg")], source):
         hole_mask = source.load(case)
         lo, hi = ev.BINS[case.bin_index]
@@ -152,9 +152,9 @@ def test_nvidia_masks_load_in_their_bin(shared_data: Path) -> None:
 def test_generated_masks_are_reproducible_in_their_bin_and_keep_the_border_rule() -> None:
     if not hasattr(pconv_masks, "generate_hole_mask"):
         with pytest.raises(RuntimeError, match="generate_hole_mask"):
-            ev.GeneratedMasks(0)
+            ev.GeneratedCellMasks(0)
         return
-    source = ev.GeneratedMasks(0)
+    source = ev.GeneratedCellMasks(0)
     cases = ev.build_cases([Path("a.jpg"), Path("b.jpg")], source)
     holes = [source.load(case) for case in cases]
     assert all(np.array_equal(h, source.load(c)) for h, c in zip(holes[:3], cases[:3]))
@@ -169,7 +169,7 @@ def test_generated_masks_are_reproducible_in_their_bin_and_keep_the_border_rule(
 def test_a_folder_that_is_not_the_nvidia_set_is_refused(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((512, 512), np.uint8)).save(tmp_path / "00000.png")
     with pytest.raises(ValueError, match="11999.png is missing"):
-        ev.NvidiaMasks(tmp_path)
+        ev.NvidiaCellMasks(tmp_path)
 
 
 # ---- running methods ------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class _Broken:
     ],
 )
 def test_a_missing_or_malformed_output_is_an_error(shared_data: Path, mode: str, match: str) -> None:
-    source = ev.NvidiaMasks(shared_data / NVIDIA)
+    source = ev.NvidiaCellMasks(shared_data / NVIDIA)
     cases = ev.build_cases(ev.find_photos(shared_data / "eval_photos")[:1], source)
     with pytest.raises(RuntimeError, match=match):
         ev.run_evaluation(cases, [_Broken(mode)], source, progress=False)
@@ -273,7 +273,7 @@ def test_cli_end_to_end_writes_every_report(shared_data: Path, tmp_path: Path, c
     rows = list(csv.DictReader((out / "cases.csv").open()))
     assert len(rows) == 2 * 12 * 2 and {r["method"] for r in rows} == {"pconv", "mean"}
     assert all(float(r["l1_percent"]) > 0 and 0 < float(r["ssim"]) < 1 for r in rows)
-    expected = ev.build_cases(ev.find_photos(photos), ev.NvidiaMasks(Path(masks)), limit=2)
+    expected = ev.build_cases(ev.find_photos(photos), ev.NvidiaCellMasks(Path(masks)), limit=2)
     assert [r["mask"] for r in rows if r["method"] == "mean"] == [c.mask_id for c in expected]
     data = json.loads((out / "results.json").read_text())
     assert data["methods"]["pconv"]["overall"]["n"] == 24

@@ -9,12 +9,15 @@ cropped to 512x512. Each photo is evaluated in all 12 cells: 6 hole-ratio bins (
 Masks per cell, by a fixed rule that depends only on (seed, photo index, cell), so ``limit=K`` gives exactly the
 first K photos' cases of the full run:
 
-- NVIDIA test masks (``NvidiaMasks``): file ``i`` lies in bin ``i // 2000``; in each bin the first 1000 are N,
+- NVIDIA test masks (``NvidiaCellMasks``): file ``i`` lies in bin ``i // 2000``; in each bin the first 1000 are N,
   the next 1000 B. Cell (b, kind) uses file ``2000 b + 1000 [kind == B] + perm[p % 1000]``, where ``perm`` is
   ``numpy.random.default_rng([seed, b, kind]).permutation(1000)`` and ``p`` the photo index: different photos
   get different masks (up to 1000 photos) and the choice never depends on how many photos there are.
-- Generated masks (``GeneratedMasks``): ``pconv.masks.generate_hole_mask`` with a generator seeded by
+- Generated masks (``GeneratedCellMasks``): ``pconv.masks.generate_hole_mask`` with a generator seeded by
   ``[seed, p, b, kind]`` and ``border=50`` for N, 0 for B.
+
+(These are case-selection rules for evaluation; the training-side mask sources with augmentation are
+``pconv.masks.NvidiaMasks`` and ``pconv.masks.GeneratedMasks``.)
 
 Scoring. Every method's output is composited (its prediction in the hole, the truth elsewhere; the paper scores
 I_comp), checked (a missing or wrongly shaped output is an error, never skipped) and scored with
@@ -44,8 +47,8 @@ __all__ = [
     "BORDER",
     "Case",
     "CaseResult",
-    "NvidiaMasks",
-    "GeneratedMasks",
+    "NvidiaCellMasks",
+    "GeneratedCellMasks",
     "find_photos",
     "load_photo",
     "build_cases",
@@ -141,7 +144,7 @@ def _check_in_bin(hole_mask: np.ndarray, case: Case, what: str) -> None:
 
 
 @dataclass(frozen=True)
-class NvidiaMasks:
+class NvidiaCellMasks:
     """The NVIDIA irregular test masks (``NNNNN.png``, 255 = hole); see the module docstring for the rule."""
 
     root: Path
@@ -184,7 +187,7 @@ class NvidiaMasks:
 
 
 @dataclass(frozen=True)
-class GeneratedMasks:
+class GeneratedCellMasks:
     """Masks from ``pconv.masks.generate_hole_mask``, seeded by (seed, photo index, bin, kind)."""
 
     seed: int = 0

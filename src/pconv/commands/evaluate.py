@@ -120,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
         raise ValueError(f"--out {args.out} is not empty; pass --overwrite to replace the report files in it")
     photos = ev.find_photos(args.photos)
-    source = ev.GeneratedMasks(args.seed) if args.masks == "generated" else ev.NvidiaMasks(Path(args.masks), args.seed)
+    source = (
+        ev.GeneratedCellMasks(args.seed)
+        if args.masks == "generated"
+        else ev.NvidiaCellMasks(Path(args.masks), args.seed)
+    )
     cases = ev.build_cases(photos, source, limit=args.limit)
     methods, notes = _build_methods(args)
     start = time.perf_counter()
