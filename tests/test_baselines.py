@@ -102,3 +102,11 @@ def test_bad_inputs_are_refused(image: np.ndarray, hole_mask: np.ndarray, match:
 def test_unknown_baseline_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="mean, ns, patchmatch, telea"):
         get_baseline("photoshop")
+
+
+def test_patchmatch_without_its_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "patchmatch", None)  # makes `import patchmatch` fail as if not installed
+    with pytest.raises(RuntimeError, match="pip install pypatchmatch"):
+        get_baseline("patchmatch")

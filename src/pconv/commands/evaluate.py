@@ -55,17 +55,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_extra_metrics(args: argparse.Namespace) -> None:
-    for metric in args.extra_metrics:
-        option = EXTRA_METRICS[metric]
-        if getattr(args, option[2:].replace("-", "_")) is None:
+    """LPIPS/FID: refuse a request without local weights; with weights, say plainly that scoring is not built."""
+    for metric, option in EXTRA_METRICS.items():
+        weights = getattr(args, option[2:].replace("-", "_"))
+        if metric in args.extra_metrics and weights is None:
             raise ValueError(
                 f"{metric.upper()} needs its network weights as a local file: pass {option} PATH "
                 "(pconv never downloads weights)"
             )
-        raise ValueError(
-            f"{metric.upper()} scoring is not implemented in this version of pconv evaluate; "
-            f"run without --extra-metrics {metric}"
-        )
+        if weights is not None:
+            raise ValueError(
+                f"{metric.upper()} scoring is not implemented in this version of pconv evaluate; "
+                f"run without --extra-metrics {metric} and {option}"
+            )
 
 
 def _default_weights() -> Path:
