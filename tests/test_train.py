@@ -1,0 +1,184 @@
+"""Training: exact resume after SIGKILL, corrupt checkpoints, NaN stop, the two phases, data order, export."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pconv.checkpoint import export_weights, list_checkpoints, load_latest_checkpoint, read_checkpoint
+from pconv.config import Config, load_config
+from pconv.model import load_weights
+from pconv.train import EpochBatchSampler, TrainingDiverged, evaluate, fit, prepare_run, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_data import SyntheticPhotos  # noqa: E402
+
+WORKER = Path(__file__).resolve().parent / "synthetic_data.py"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def tiny_config(out_dir: Path, *overrides: str) -> Config:
+    return load_config(None, ["model.depth=3", "model.width=0.0625", "loss.perceptual=0", "loss.style=0",
+                              "data.batch_size=2", "data.num_workers=0", "data.crop_size=32", "train.device=cpu",
+                              "train.progress=False", "train.tensorboard=False", f"train.out_dir={out_dir}",
+                              "phase1.steps=8", "phase2.steps=4", "train.ckpt_every=4", "train.log_every=2",
+                              "train.val_every=0", *overrides])
+
+
+def worker(out_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, str(WORKER), str(out_dir), *args]
+
+
+def worker_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
+    path, state = load_latest_checkpoint(run_dir)
+    return state["model"] | {"__step": torch.tensor(state["step"])}
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_run_killed_with_sigkill_and_resumed_ends_with_identical_weights(tmp_path: Path) -> None:
+    # 12 photos in batches of 2 = 6 steps an epoch; 70 + 10 steps cross many epochs and the phase change.
+    args = ["phase1.steps=70", "phase2.steps=10", "train.ckpt_every=7", "train.keep_last=2", "train.log_every=10"]
+    env = worker_env()
+    subprocess.run(worker(tmp_path / "whole", *args), env=env, check=True, timeout=300, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(worker(killed, *args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list_checkpoints(killed) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    done = read_checkpoint(list_checkpoints(killed)[-1])["step"]
+    assert 0 < done < 80, "the run must be killed in the middle"
+
+    subprocess.run(worker(killed, "--resume", *args), env=env, check=True, timeout=300, capture_output=True)
+    resumed, whole = final_model(killed), final_model(tmp_path / "whole")
+    assert int(resumed["__step"]) == 80
+    assert_same_state(resumed, whole)
+
+
+def test_corrupt_latest_checkpoint_resumes_from_the_previous_one(tmp_path: Path, caplog) -> None:
+    cfg = tiny_config(tmp_path / "run")
+    train(cfg, train_set=SyntheticPhotos(), val_set=None)
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["ckpt_00000004.pt", "ckpt_00000008.pt", "ckpt_00000012.pt"]
+    reference = read_checkpoint(ckpts[-1])["model"]
+    ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:1000])  # torn file
+    with caplog.at_level(logging.WARNING):
+        run = prepare_run(cfg, resume=True, train_set=SyntheticPhotos())
+    assert run.step == 8
+    assert "ckpt_00000012.pt" in caplog.text and "previous" in caplog.text
+    fit(run)
+    assert_same_state(read_checkpoint(ckpts[-1])["model"], reference)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", "train.ckpt_every=5", "phase1.steps=20")
+    # 6 steps per epoch; the images of epoch 2 (steps 13..18) are NaN.
+    with pytest.raises(TrainingDiverged) as info:
+        train(cfg, train_set=SyntheticPhotos(nan_from_epoch=2))
+    message = str(info.value)
+    assert "not finite at step 13" in message and "ckpt_00000010.pt" in message and "--resume" in message
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert ckpts[-1].name == "ckpt_00000010.pt"
+    state = read_checkpoint(ckpts[-1])
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_phase_two_lowers_lr_and_freezes_only_the_encoder_batchnorm(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", "phase1.lr=1e-3", "phase2.lr=1e-4", "train.keep_last=5")
+    run_dir = train(cfg, train_set=SyntheticPhotos())
+    end1 = read_checkpoint(run_dir / "ckpt_00000008.pt")  # end of phase 1
+    end2 = read_checkpoint(run_dir / "ckpt_00000012.pt")
+    assert end1["optimizer"]["param_groups"][0]["lr"] == 1e-3 and end2["optimizer"]["param_groups"][0]["lr"] == 1e-4
+    a, b = end1["model"], end2["model"]
+    assert torch.equal(a["encoder.1.bn.running_mean"], b["encoder.1.bn.running_mean"])  # frozen statistics
+    assert not torch.equal(a["encoder.1.bn.weight"], b["encoder.1.bn.weight"])  # affine still learns
+    assert not torch.equal(a["decoder.1.bn.running_mean"], b["decoder.1.bn.running_mean"])  # decoder BN trains
+    import json
+
+    lrs = [json.loads(line)["lr"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+           if '"train"' in line]
+    assert lrs == [1e-3] * 4 + [1e-4] * 2
+
+
+def test_training_lowers_validation_l1(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", "phase1.steps=60", "phase1.lr=2e-3", "phase2.steps=0", "train.ckpt_every=60")
+    val = SyntheticPhotos(6, 32, seed=5)
+    run = prepare_run(cfg, train_set=SyntheticPhotos(24), val_set=val)
+    before = evaluate(run.model, val)["l1"]
+    fit(run)
+    assert evaluate(run.model, val)["l1"] < 0.8 * before
+
+
+def test_run_dir_with_checkpoints_is_not_overwritten_without_resume(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", "phase1.steps=4", "phase2.steps=0")
+    train(cfg, train_set=SyntheticPhotos())
+    before = (tmp_path / "run" / "ckpt_00000004.pt").read_bytes()
+    with pytest.raises(ValueError, match="--resume"):
+        train(cfg, train_set=SyntheticPhotos())
+    assert (tmp_path / "run" / "ckpt_00000004.pt").read_bytes() == before
+
+
+def test_vgg_terms_without_weights_fail_before_writing_anything(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", "loss.perceptual=0.05")
+    with pytest.raises(ValueError, match="vgg16-397923af.pth"):
+        train(cfg, train_set=SyntheticPhotos())
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_holds_the_unwrapped_model_and_resolved_config(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", "phase1.steps=2", "phase2.steps=0")
+    train(cfg, train_set=SyntheticPhotos())
+    state = read_checkpoint(tmp_path / "run" / "ckpt_00000002.pt")
+    assert {"config", "model", "optimizer", "scaler", "step", "rng", "format_version"} <= set(state)
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in state["model"])
+    assert load_config(tmp_path / "run" / "config.yaml") == cfg
+    assert Config.__name__ and state["config"] == cfg.to_dict()
+
+
+def test_sampler_shards_are_disjoint_and_resume_skips_done_batches() -> None:
+    full = [EpochBatchSampler(10, 2, seed=3, rank=r, world_size=2) for r in range(2)]
+    assert full[0].batches_per_epoch == 2
+    epoch0 = [set(full[r].shard(0).tolist()) for r in range(2)]
+    assert not epoch0[0] & epoch0[1] and epoch0[0] | epoch0[1] == set(range(10))
+    assert full[0].shard(0).tolist() != full[0].shard(1).tolist()  # reshuffled each epoch
+    it = iter(EpochBatchSampler(10, 2, seed=3))
+    batches = [next(it) for _ in range(7)]
+    later = iter(EpochBatchSampler(10, 2, seed=3, start_step=4))
+    assert [next(later) for _ in range(3)] == batches[4:]
+    assert batches[5][0][0] == 1  # 5 batches an epoch: step 5 is in epoch 1
+    with pytest.raises(ValueError, match="too few"):
+        EpochBatchSampler(3, 4, seed=0, world_size=2)
+
+
+def test_export_weights_round_trips_to_the_inference_format(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", "phase1.steps=2", "phase2.steps=0")
+    run = prepare_run(cfg, train_set=SyntheticPhotos())
+    fit(run)
+    out = export_weights(tmp_path / "run", tmp_path / "model.safetensors")
+    model = load_weights(out)
+    image, valid = SyntheticPhotos()[0]
+    with torch.no_grad():
+        torch.testing.assert_close(model(image[None], valid[None])[0], run.model.eval()(image[None], valid[None])[0])
+    with pytest.raises(ValueError, match="exists"):
+        export_weights(tmp_path / "run", out)
+    half = export_weights(tmp_path / "run" / "ckpt_00000002.pt", tmp_path / "half.safetensors", dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * out.stat().st_size
