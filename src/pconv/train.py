@@ -461,7 +461,8 @@ class _RunLog:
         k = min(4, image.shape[0])
         image, valid_mask, output = image[:k].float().cpu(), valid_mask[:k].float().cpu(), output[:k].float().cpu()
         holed = image * valid_mask + (1 - valid_mask)  # the hole shown white
-        rows = [holed, valid_mask.expand_as(image), output.clamp(0, 1), composite(image, output.clamp(0, 1), valid_mask)]
+        pred = output.clamp(0, 1)
+        rows = [holed, valid_mask.expand_as(image), pred, composite(image, pred, valid_mask)]
         grid = make_grid(torch.stack(rows, 1).flatten(0, 1), nrow=4, padding=2)  # one row per sample
         self.writer.add_image("train/input_mask_output_composite", grid, step)
 
