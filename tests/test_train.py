@@ -154,19 +154,26 @@ def test_checkpoint_holds_the_unwrapped_model_and_resolved_config(tmp_path: Path
     assert Config.__name__ and state["config"] == cfg.to_dict()
 
 
-def test_sampler_shards_are_disjoint_and_resume_skips_done_batches() -> None:
-    full = [EpochBatchSampler(10, 2, seed=3, rank=r, world_size=2) for r in range(2)]
-    assert full[0].batches_per_epoch == 2
-    epoch0 = [set(full[r].shard(0).tolist()) for r in range(2)]
+def test_sampler_shards_are_disjoint_and_reshuffled_each_epoch() -> None:
+    ranks = [EpochBatchSampler(10, 2, seed=3, rank=r, world_size=2) for r in range(2)]
+    assert ranks[0].batches_per_epoch == 2
+    epoch0 = [set(ranks[r].shard(0).tolist()) for r in range(2)]
     assert not epoch0[0] & epoch0[1] and epoch0[0] | epoch0[1] == set(range(10))
-    assert full[0].shard(0).tolist() != full[0].shard(1).tolist()  # reshuffled each epoch
-    it = iter(EpochBatchSampler(10, 2, seed=3))
-    batches = [next(it) for _ in range(7)]
-    later = iter(EpochBatchSampler(10, 2, seed=3, start_step=4))
-    assert [next(later) for _ in range(3)] == batches[4:]
-    assert batches[5][0][0] == 1  # 5 batches an epoch: step 5 is in epoch 1
+    assert ranks[0].shard(0).tolist() != ranks[0].shard(1).tolist()
+    assert ranks[0].batches(4) == EpochBatchSampler(10, 2, seed=3, rank=0, world_size=2).batches(4)  # pure
+    assert ranks[0].batches(0) != EpochBatchSampler(10, 2, seed=4, rank=0, world_size=2).batches(0)
+    assert EpochBatchSampler(11, 2, seed=0, rank=1, world_size=2).shard(0).size == 6  # padded like DistributedSampler
     with pytest.raises(ValueError, match="too few"):
         EpochBatchSampler(3, 4, seed=0, world_size=2)
+
+
+def test_resume_is_exact_with_dataloader_workers(tmp_path: Path) -> None:
+    # Workers fork per epoch after set_epoch; stopping mid-epoch and resuming must see the same batches.
+    args = ("data.num_workers=2", "phase1.steps=9", "phase2.steps=0", "train.ckpt_every=9")
+    train(tiny_config(tmp_path / "whole", *args), train_set=SyntheticPhotos(10))
+    train(tiny_config(tmp_path / "part", *args[:1], "phase1.steps=7", "phase2.steps=0"), train_set=SyntheticPhotos(10))
+    train(tiny_config(tmp_path / "part", *args), resume=True, train_set=SyntheticPhotos(10))
+    assert_same_state(final_model(tmp_path / "part"), final_model(tmp_path / "whole"))
 
 
 def test_export_weights_round_trips_to_the_inference_format(tmp_path: Path) -> None:

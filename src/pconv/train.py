@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from pconv.checkpoint import (
     FORMAT_VERSION,
@@ -100,18 +100,18 @@ class TrainRun:
 # ---------------------------------------------------------------------------------------------- data order
 
 
-class EpochBatchSampler(Sampler):
-    """Endless batches of ``(epoch, index)`` pairs, starting at optimizer step ``start_step``.
+class EpochBatchSampler:
+    """The batches of every epoch, as dataset indices; a pure function of (seed, epoch, rank, world size).
 
     Epoch ``e`` is a permutation seeded by ``(seed, e)``, padded (like ``DistributedSampler``) to a multiple of
     ``world_size`` and sharded ``perm[rank::world_size]``; each rank's shard is cut into ``batch_size`` batches
-    (the incomplete last one is dropped). Starting at a later step skips the batches before it without loading them.
+    (the incomplete last one is dropped). Optimizer step ``s`` uses batch ``s % batches_per_epoch`` of epoch
+    ``s // batches_per_epoch``, so a resumed run skips the batches already done without loading them.
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
-                 start_step: int = 0) -> None:
+    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world_size, self.start_step = rank, world_size, start_step
+        self.rank, self.world_size = rank, world_size
         if self.batches_per_epoch < 1:
             raise ValueError(f"{n} training photos are too few for batches of {batch_size} on {world_size} "
                              f"process(es); add photos or lower --data.batch_size")
@@ -126,30 +126,30 @@ class EpochBatchSampler(Sampler):
         padded = np.resize(perm, -(-self.n // self.world_size) * self.world_size)  # repeats the first ones
         return padded[self.rank :: self.world_size]
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        step, cached = self.start_step, (-1, np.empty(0, dtype=np.int64))
-        while True:
-            epoch, b = divmod(step, self.batches_per_epoch)
-            if cached[0] != epoch:
-                cached = (epoch, self.shard(epoch))
-            yield [(epoch, int(i)) for i in cached[1][b * self.batch_size : (b + 1) * self.batch_size]]
-            step += 1
+    def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of ``epoch``."""
+        shard, bs = self.shard(epoch).tolist(), self.batch_size
+        return [shard[b * bs : (b + 1) * bs] for b in range(self.batches_per_epoch)]
 
 
-class _EpochIndexed(Dataset):
-    """Takes ``(epoch, index)`` keys, so workers of one long-lived DataLoader know the epoch of every item."""
+def _batches_from(run: TrainRun) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless training batches from optimizer step ``run.step`` on.
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        return self.dataset[index]
+    One DataLoader per epoch, created after ``set_epoch``: its worker processes start with that epoch and no
+    worker ever prefetches across an epoch boundary, so every item is the function of (seed, epoch, index) it
+    should be, whatever ``num_workers`` is.
+    """
+    cfg = run.config
+    sampler = EpochBatchSampler(len(run.train_set), cfg.data.batch_size, seed=cfg.train.seed,  # type: ignore[arg-type]
+                                rank=run.dist.rank, world_size=run.dist.world_size)
+    epoch, skip = divmod(run.step, sampler.batches_per_epoch)
+    while True:
+        if hasattr(run.train_set, "set_epoch"):
+            run.train_set.set_epoch(epoch)
+        loader = DataLoader(run.train_set, batch_sampler=sampler.batches(epoch)[skip:],
+                            num_workers=cfg.data.num_workers, pin_memory=run.device.type == "cuda")
+        yield from loader
+        epoch, skip = epoch + 1, 0
 
 
 def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
@@ -174,7 +174,9 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
     val_set = None
     if data.val_root is not None and data.val_count > 0:
         val_full = InpaintingDataset(data.val_root, crop_size=data.val_size, train=False, masks=masks, seed=seed)
-        val_set = Subset(val_full, range(min(data.val_count, len(val_full))))
+        # Spread over the whole folder (all its groups) and, with NVIDIA masks, over all hole-ratio bins.
+        picks = np.linspace(0, len(val_full) - 1, min(data.val_count, len(val_full))).round().astype(int)
+        val_set = Subset(val_full, sorted(set(picks.tolist())))
     return train_set, val_set
 
 
@@ -493,17 +495,14 @@ def fit(run: TrainRun) -> None:
     if run.step >= total:
         log.info("%s is already at step %d of %d; nothing to do", run.run_dir, run.step, total)
         return
-    sampler = EpochBatchSampler(len(run.train_set), cfg.data.batch_size, seed=tc.seed, rank=run.dist.rank,  # type: ignore[arg-type]
-                                world_size=run.dist.world_size, start_step=run.step)
-    loader = DataLoader(_EpochIndexed(run.train_set), batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                        pin_memory=run.device.type == "cuda")
+    batches = _batches_from(run)
     run_log = _RunLog(run) if run.dist.is_main else None
     try:
         if run_log is not None and run.step == 0:
             _validate(run, run_log)  # the untrained baseline
         phase = None
         images, tick = 0, time.perf_counter()
-        for image, valid_mask in loader:
+        for image, valid_mask in batches:
             if cfg.phase_at(run.step)[1] is not phase:
                 phase = cfg.phase_at(run.step)[1]
                 _enter_phase(run, phase)
@@ -532,6 +531,7 @@ def fit(run: TrainRun) -> None:
             if run.step >= total:
                 break
     finally:
+        batches.close()  # stops the DataLoader workers
         if run_log is not None:
             run_log.close()
 
