@@ -11,6 +11,8 @@ from pconv.config import Config, LossConfig, ModelConfig, PhaseConfig, config_fr
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+
+
 def test_defaults_are_the_paper_recipe() -> None:
     cfg = Config()
     assert (cfg.loss.valid, cfg.loss.hole, cfg.loss.perceptual, cfg.loss.style, cfg.loss.tv) == (1, 6, 0.05, 120, 0.1)

@@ -23,6 +23,7 @@ from synthetic_data import SyntheticPhotos  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "synthetic_data.py"
 SRC = Path(__file__).resolve().parents[1] / "src"
+TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 
 
 def tiny_config(out_dir: Path, *overrides: str) -> Config:
@@ -189,3 +190,46 @@ def test_export_weights_round_trips_to_the_inference_format(tmp_path: Path) -> N
         export_weights(tmp_path / "run", out)
     half = export_weights(tmp_path / "run" / "ckpt_00000002.pt", tmp_path / "half.safetensors", dtype=torch.float16)
     assert half.stat().st_size < 0.6 * out.stat().st_size
+
+
+def _photos(folder: Path, count: int = 6) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        coarse = (rng.random((4, 4, 3)) * 255).astype(np.uint8)
+        Image.fromarray(coarse).resize((90, 72), Image.BICUBIC).save(folder / f"photo{i}.jpg")
+    return folder
+
+
+def test_cli_tiny_preset_trains_resumes_and_exports(tmp_path: Path, capsys) -> None:
+    from pconv.cli import main
+
+    photos = _photos(tmp_path / "photos")
+    run_dir = tmp_path / "run"
+    common = ["--data.train_root", str(photos), f"--data.val_root={photos}", f"--train.out_dir={run_dir}"]
+    assert main(["train", "--config", TINY, *common]) == 0
+    assert "pconv export-weights" in capsys.readouterr().out
+    assert read_checkpoint(run_dir / "ckpt_00000010.pt")["step"] == 10
+    vals = [line for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"val"' in line]
+    assert len(vals) == 2  # before training and at the end
+    assert main(["train", "--config", TINY, *common]) == 2  # refuses to overwrite the run
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--phase2.steps=4"]) == 0
+    assert final_model(run_dir)["__step"] == 12
+    out = tmp_path / "model.safetensors"
+    assert main(["export-weights", str(run_dir), "--output", str(out), "--fp16"]) == 0
+    assert load_weights(out).config.depth == 4
+    assert main(["export-weights", str(run_dir), "--output", str(out)]) == 2  # no overwrite without --overwrite
+
+
+def test_cli_rejects_bad_overrides_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pconv", "train", "--config", TINY,
+                             "--model.depth=deep"], capture_output=True, text=True, env=worker_env(), timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "model.depth" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = subprocess.run([sys.executable, "-m", "pconv", "train", "--model.detph=3"], capture_output=True,
+                            text=True, env=worker_env(), timeout=120)
+    assert result.returncode == 2 and "unrecognized arguments: --model.detph=3" in result.stderr

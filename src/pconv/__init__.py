@@ -19,6 +19,12 @@ _EXPORTS: dict[str, str] = {
     "composite": "pconv.model",
     "load_weights": "pconv.model",
     "save_weights": "pconv.model",
+    "Config": "pconv.config",
+    "load_config": "pconv.config",
+    "InpaintingLoss": "pconv.losses",
+    "VGG16Features": "pconv.losses",
+    "load_vgg16_features": "pconv.losses",
+    "export_weights": "pconv.checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

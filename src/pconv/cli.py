@@ -16,7 +16,9 @@ from collections.abc import Sequence
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "export-weights": "export_weights",
     "masks": "masks",
+    "train": "train",
 }
 
 

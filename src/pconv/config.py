@@ -28,6 +28,7 @@ __all__ = [
     "config_from_dict",
     "apply_overrides",
     "override_keys",
+    "type_name",
 ]
 
 # Encoder of the paper: 8 stride-2 partial convolutions.
@@ -243,8 +244,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+def type_name(tp: Any) -> str:
+    """``int``, ``float``, ``str|None``...: a field type as the command line shows it."""
+    if typing.get_origin(tp) is typing.Union:
+        return "|".join(type_name(a) for a in typing.get_args(tp))
+    return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -263,7 +267,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return float(value)
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
-    raise ValueError(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise ValueError(f"{key} must be {type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str, base: Any = None) -> Any:
@@ -316,7 +320,7 @@ def _parse_value(raw: str, tp: Any) -> Any:
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
-        raise ValueError(f"cannot parse {raw!r} as {_type_name(tp)}") from None
+        raise ValueError(f"cannot parse {raw!r} as {type_name(tp)}") from None
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
