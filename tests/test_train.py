@@ -233,3 +233,19 @@ def test_cli_rejects_bad_overrides_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "pconv", "train", "--model.detph=3"], capture_output=True,
                             text=True, env=worker_env(), timeout=120)
     assert result.returncode == 2 and "unrecognized arguments: --model.detph=3" in result.stderr
+
+
+def test_tensorboard_gets_each_loss_term_lr_validation_and_image_grids(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tmp_path / "run", "train.tensorboard=True", "train.image_every=4", "loss.ssim=1.0",
+                      "phase1.steps=4", "phase2.steps=0")
+    train(cfg, train_set=SyntheticPhotos(), val_set=SyntheticPhotos(2, seed=7))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {f"train/{k}" for k in ("valid", "hole", "tv", "ssim", "total", "lr", "images_per_s")} <= scalars
+    assert {"val/l1", "val/psnr", "val/ssim"} <= scalars
+    (grid,) = events.Images("train/input_mask_output_composite")
+    assert grid.step == 4 and grid.width == 4 * 34 + 2 and grid.height == 2 * 34 + 2  # 2 samples x 4 panels

@@ -522,12 +522,14 @@ def fit(run: TrainRun) -> None:
                     run_log.scalars(run.step, "train", values)
                     run_log.bar.set_postfix(loss=f"{values['total']:.4f}", img_s=f"{values['images_per_s']:.1f}")
                     images, tick = 0, now
+                side = time.perf_counter()
                 if tc.image_every and run.step % tc.image_every == 0:
                     run_log.images(run.step, image, valid_mask, output)
                 if (tc.val_every and run.step % tc.val_every == 0) or run.step == total:
                     _validate(run, run_log)
                 if run.step % tc.ckpt_every == 0 or run.step == total:
                     save_checkpoint(run)
+                tick += time.perf_counter() - side  # images/s counts training time only
             if run.step >= total:
                 break
     finally:
