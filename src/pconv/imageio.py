@@ -179,7 +179,7 @@ def _save_options(fmt: str, quality: int, exif: bytes | None, icc_profile: bytes
     if fmt == "JPEG":
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
     elif fmt == "WEBP":
-        options.update(quality=quality, lossless=quality == 100)
+        options.update(quality=quality, lossless=quality == 100, exact=True)  # exact: keep RGB under alpha 0
     return options
 
 
