@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "explain": "explain",
     "export-onnx": "export_onnx",
     "inpaint": "inpaint",
+    "masks": "masks",
 }
 
 
