@@ -47,9 +47,15 @@ def run_case(case: str, width: int, height: int, max_side: int, device: str) -> 
         assert np.array_equal(out[hole == 0], image[hole == 0])
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"case": case, "size": f"{width}x{height}", "max_side": max_side, "device": device,
-            "hole_pct": round(100 * float(hole.mean()), 2), "seconds": round(seconds, 1),
-            "peak_rss_mib": round(peak_mib)}
+    return {
+        "case": case,
+        "size": f"{width}x{height}",
+        "max_side": max_side,
+        "device": device,
+        "hole_pct": round(100 * float(hole.mean()), 2),
+        "seconds": round(seconds, 1),
+        "peak_rss_mib": round(peak_mib),
+    }
 
 
 def main() -> None:
@@ -65,8 +71,23 @@ def main() -> None:
         print(json.dumps(run_case(args.case, width, height, args.max_side, args.device)))
         return
     for case in args.cases.split(","):
-        child = subprocess.run([sys.executable, __file__, "--size", args.size, "--max-side", str(args.max_side),
-                                "--device", args.device, "--case", case], capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--size",
+                args.size,
+                "--max-side",
+                str(args.max_side),
+                "--device",
+                args.device,
+                "--case",
+                case,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         print(child.stdout.strip().splitlines()[-1])
 
 

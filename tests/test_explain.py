@@ -51,8 +51,17 @@ def test_cli_writes_labelled_png(tmp_path: Path, capsys) -> None:
     mask[20:40, 30:50] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
     out = tmp_path / "explain.png"
-    argv = ["explain", "--image", str(tmp_path / "a.jpg"), "--mask", str(tmp_path / "m.png"), "--output", str(out),
-            "--weights", str(weights)]
+    argv = [
+        "explain",
+        "--image",
+        str(tmp_path / "a.jpg"),
+        "--mask",
+        str(tmp_path / "m.png"),
+        "--output",
+        str(out),
+        "--weights",
+        str(weights),
+    ]
     assert main(argv) == 0
     assert "gone after encoder layer" in capsys.readouterr().out
     with Image.open(out) as img:

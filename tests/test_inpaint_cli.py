@@ -110,8 +110,9 @@ def test_grey_antialiased_mask_and_dilate(tmp_path: Path, weights: Path) -> None
     assert inpaint("--image", img, "--mask", m, "--output", tmp_path / "o.png", "--weights", weights) == 0
     out = read(tmp_path / "o.png")
     assert np.array_equal(out[10:25, 19], photo()[10:25, 19]) and not np.array_equal(out[10:25, 20], photo()[10:25, 20])
-    assert inpaint("--image", img, "--mask", m, "--output", tmp_path / "d.png", "--weights", weights,
-                   "--dilate", "2") == 0
+    assert (
+        inpaint("--image", img, "--mask", m, "--output", tmp_path / "d.png", "--weights", weights, "--dilate", "2") == 0
+    )
     assert not np.array_equal(read(tmp_path / "d.png")[10:25, 18], photo()[10:25, 18])
 
 
@@ -125,8 +126,12 @@ def test_alpha_channel_mask_and_black_hole_polarity(tmp_path: Path, weights: Pat
     args = ["--image", img, "--weights", weights]
     assert inpaint(*args, "--mask", tmp_path / "white.png", "--output", tmp_path / "o1.png") == 0
     assert inpaint(*args, "--mask", tmp_path / "alpha.png", "--output", tmp_path / "o2.png") == 0
-    assert inpaint(*args, "--mask", tmp_path / "black.png", "--output", tmp_path / "o3.png",
-                   "--mask-polarity", "black-hole") == 0
+    assert (
+        inpaint(
+            *args, "--mask", tmp_path / "black.png", "--output", tmp_path / "o3.png", "--mask-polarity", "black-hole"
+        )
+        == 0
+    )
     assert np.array_equal(read(tmp_path / "o1.png"), read(tmp_path / "o2.png"))
     assert np.array_equal(read(tmp_path / "o1.png"), read(tmp_path / "o3.png"))
 
@@ -252,8 +257,23 @@ def test_onnx_backend_needs_a_file(tmp_path: Path, capsys) -> None:
 
 def test_no_weights_and_none_shipped_says_what_to_do(tmp_path: Path) -> None:
     img, m = save(photo(), tmp_path / "a.png"), save(hole(), tmp_path / "m.png")
-    result = subprocess.run([sys.executable, "-m", "pconv", "inpaint", "--image", str(img), "--mask", str(m),
-                             "--output", str(tmp_path / "o.png")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pconv",
+            "inpaint",
+            "--image",
+            str(img),
+            "--mask",
+            str(m),
+            "--output",
+            str(tmp_path / "o.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode == 0:
         pytest.skip("a default model is shipped")
     assert result.returncode == 2 and "--weights" in result.stderr and "Traceback" not in result.stderr

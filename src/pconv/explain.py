@@ -65,7 +65,7 @@ def render_explanation(image: Tensor, hole_mask: Tensor, holes: list[Tensor], fi
     """
     shown = composite(image, torch.ones_like(image), hole_to_valid(hole_mask))  # hole painted white
     panels = [("input (hole in white)", shown), (f"hole fed in: {_percent(hole_mask)}", hole_mask)]
-    panels += [(f"after layer {i} (1/{2 ** i}): {_percent(hole)}", hole) for i, hole in enumerate(holes, 1)]
+    panels += [(f"after layer {i} (1/{2**i}): {_percent(hole)}", hole) for i, hole in enumerate(holes, 1)]
     panels.append(("result", filled))
     return _grid([(label, _to_pil(t)) for label, t in panels])
 

@@ -64,9 +64,16 @@ def export_onnx(model: PConvUNet, path: str | Path, *, opset: int = DEFAULT_OPSE
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings from the shape checks, the exporter's deprecation note
-            torch.onnx.export(model, example, str(tmp), dynamo=False, opset_version=opset,
-                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                              dynamic_axes={name: dims for name in (*INPUT_NAMES, *OUTPUT_NAMES)})
+            torch.onnx.export(
+                model,
+                example,
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes={name: dims for name in (*INPUT_NAMES, *OUTPUT_NAMES)},
+            )
         import onnx
 
         onnx.checker.check_model(str(tmp))
@@ -76,8 +83,9 @@ def export_onnx(model: PConvUNet, path: str | Path, *, opset: int = DEFAULT_OPSE
     return path
 
 
-def check_onnx(model: PConvUNet, path: str | Path, *, sizes: list[tuple[int, int]] | None = None,
-               batch: int = 2, seed: int = 0) -> float:
+def check_onnx(
+    model: PConvUNet, path: str | Path, *, sizes: list[tuple[int, int]] | None = None, batch: int = 2, seed: int = 0
+) -> float:
     """Max abs difference of ``output`` between onnxruntime and PyTorch on random images and holes.
 
     Args:

@@ -127,8 +127,9 @@ def output_format(path: str | Path) -> str:
     """The Pillow format for ``path``'s extension; ValueError naming the supported ones otherwise."""
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"cannot tell the image format of {path} from its extension; use one of "
-                         f"{', '.join(sorted(FORMATS))}")
+        raise ValueError(
+            f"cannot tell the image format of {path} from its extension; use one of {', '.join(sorted(FORMATS))}"
+        )
     return FORMATS[suffix]
 
 

@@ -113,8 +113,10 @@ def resize_hole_mask(hole_mask: np.ndarray, size: tuple[int, int]) -> np.ndarray
     if (mw, mh) == (width, height):
         return hole_mask
     if not _same_aspect((mw, mh), (width, height)):
-        raise ValueError(f"mask is {mw}x{mh} but the image is {width}x{height} (width x height), another aspect "
-                         "ratio; paint the mask on the image's size")
+        raise ValueError(
+            f"mask is {mw}x{mh} but the image is {width}x{height} (width x height), another aspect "
+            "ratio; paint the mask on the image's size"
+        )
     log.warning("mask is %dx%d, image is %dx%d: resizing the mask with nearest neighbour", mw, mh, width, height)
     return np.asarray(Image.fromarray(hole_mask).resize((width, height), Image.NEAREST))
 
@@ -139,8 +141,12 @@ class Window:
         return rows and self.left < other.right and other.left < self.right
 
     def union(self, other: Window) -> Window:
-        return Window(min(self.top, other.top), min(self.left, other.left),
-                      max(self.bottom, other.bottom), max(self.right, other.right))
+        return Window(
+            min(self.top, other.top),
+            min(self.left, other.left),
+            max(self.bottom, other.bottom),
+            max(self.right, other.right),
+        )
 
 
 def plan_windows(hole: np.ndarray, *, margin: int = DEFAULT_MARGIN, min_side: int = 0) -> list[Window]:
@@ -255,8 +261,10 @@ class Inpainter:
         if mask_polarity not in MASK_POLARITIES:
             raise ValueError(f"mask_polarity must be one of {MASK_POLARITIES}, got {mask_polarity!r}")
         if max_side < 16 or margin < 0 or dilate < 0 or batch_size < 1 or not 0 <= threshold <= 254:
-            raise ValueError(f"bad settings: max_side={max_side} (>= 16), margin={margin} (>= 0), dilate={dilate} "
-                             f"(>= 0), batch_size={batch_size} (>= 1), threshold={threshold} (0..254)")
+            raise ValueError(
+                f"bad settings: max_side={max_side} (>= 16), margin={margin} (>= 0), dilate={dilate} "
+                f"(>= 0), batch_size={batch_size} (>= 1), threshold={threshold} (0..254)"
+            )
         self.device = resolve_device(device) if predictor is None else torch.device("cpu")
         self.max_side, self.margin, self.threshold, self.dilate = max_side, margin, threshold, dilate
         self.mask_polarity, self.batch_size = mask_polarity, batch_size
@@ -449,8 +457,10 @@ def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
         restore = _restore_numpy(image)
     elif isinstance(image, Tensor):
         if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
-            raise ValueError(f"an image tensor must be float (3, H, W) or (N, 3, H, W) in [0, 1], got "
-                             f"{tuple(image.shape)} {image.dtype}")
+            raise ValueError(
+                f"an image tensor must be float (3, H, W) or (N, 3, H, W) in [0, 1], got "
+                f"{tuple(image.shape)} {image.dtype}"
+            )
         rgb_u8 = None
         restore = _restore_tensor(image)
     else:
@@ -460,9 +470,11 @@ def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
     else:
         rgb = image.detach().float().cpu()
     if tuple(hole.shape) != tuple(rgb.shape[1:]):
-        raise ValueError(f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {rgb.shape[2]}x"
-                         f"{rgb.shape[1]} (width x height); resize the mask to the image (pconv.inference."
-                         "resize_hole_mask)")
+        raise ValueError(
+            f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {rgb.shape[2]}x"
+            f"{rgb.shape[1]} (width x height); resize the mask to the image (pconv.inference."
+            "resize_hole_mask)"
+        )
     hole_t = dilate_hole(torch.from_numpy(np.array(hole, dtype=np.float32))[None, None], dilate)[0]
     return _Item(rgb, hole_t, restore)
 

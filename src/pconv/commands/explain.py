@@ -12,10 +12,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, required=True, help="image file")
     parser.add_argument("--mask", type=Path, required=True, help="mask file, white = hole")
     parser.add_argument("--output", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="safetensors weights (default: the shipped model, else random weights with a notice)")
-    parser.add_argument("--max-side", type=int, default=1024,
-                        help="larger images are resized down first (default: %(default)s)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="safetensors weights (default: the shipped model, else random weights with a notice)",
+    )
+    parser.add_argument(
+        "--max-side", type=int, default=1024, help="larger images are resized down first (default: %(default)s)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
 
 
@@ -37,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or (default_weights_path() if default_weights_path().is_file() else None)
     if weights is None:
         model = PConvUNet().eval()
-        print("pconv explain: no weights given and none shipped: the paper's network on RANDOM weights. The masks "
-              "do not depend on the weights; the result panel is noise.")
+        print(
+            "pconv explain: no weights given and none shipped: the paper's network on RANDOM weights. The masks "
+            "do not depend on the weights; the result panel is noise."
+        )
     else:
         model = load_weights(weights)
     image = torch.from_numpy(picture.rgb).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
@@ -53,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.output, lambda f: sheet.save(f, format="PNG"), overwrite=args.overwrite)
     gone = next((i for i, h in enumerate(holes, 1) if not h.any()), None)
-    print(f"pconv explain: wrote {args.output}; "
-          + (f"the hole is gone after encoder layer {gone} of {len(holes)}" if gone else
-             f"some hole is left after all {len(holes)} encoder layers (a very large hole)"))
+    print(
+        f"pconv explain: wrote {args.output}; "
+        + (
+            f"the hole is gone after encoder layer {gone} of {len(holes)}"
+            if gone
+            else f"some hole is left after all {len(holes)} encoder layers (a very large hole)"
+        )
+    )
     return 0

@@ -26,24 +26,40 @@ HELP = "Fill the holes of an image (or a folder of images) given a mask (white =
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, required=True, help="image file or folder of images")
-    parser.add_argument("--mask", type=Path, required=True,
-                        help="mask file (one for all images) or folder of masks paired by name; white = hole")
-    parser.add_argument("--output", type=Path, required=True,
-                        help="output file (format from its extension: .png .jpg .webp) or folder")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="safetensors weights (default: the model shipped with pconv, if any)")
+    parser.add_argument(
+        "--mask",
+        type=Path,
+        required=True,
+        help="mask file (one for all images) or folder of masks paired by name; white = hole",
+    )
+    parser.add_argument(
+        "--output", type=Path, required=True, help="output file (format from its extension: .png .jpg .webp) or folder"
+    )
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="safetensors weights (default: the model shipped with pconv, if any)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    parser.add_argument("--mask-polarity", choices=("white-hole", "black-hole"), default="white-hole",
-                        help="which colour of the mask marks the hole (default: %(default)s)")
-    parser.add_argument("--threshold", type=int, default=127,
-                        help="grey level above which a mask pixel is white (default: %(default)s)")
+    parser.add_argument(
+        "--mask-polarity",
+        choices=("white-hole", "black-hole"),
+        default="white-hole",
+        help="which colour of the mask marks the hole (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threshold", type=int, default=127, help="grey level above which a mask pixel is white (default: %(default)s)"
+    )
     parser.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels (default: 0)")
-    parser.add_argument("--max-side", type=int, default=1024,
-                        help="larger images are filled window by window around the holes (default: %(default)s)")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=1024,
+        help="larger images are filled window by window around the holes (default: %(default)s)",
+    )
     parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (even the input image)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default=None,
-                        help="torch (default) or onnx (with --onnx)")
+    parser.add_argument(
+        "--backend", choices=("torch", "onnx"), default=None, help="torch (default) or onnx (with --onnx)"
+    )
     parser.add_argument("--onnx", type=Path, default=None, help="ONNX model from `pconv export-onnx`")
 
 
@@ -76,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     return _run_folder(inpainter, jobs, failures, args)
 
 
-def _run_folder(inpainter: Inpainter, jobs: list[Job], failures: list[tuple[Path, str]],
-                args: argparse.Namespace) -> int:
+def _run_folder(
+    inpainter: Inpainter, jobs: list[Job], failures: list[tuple[Path, str]], args: argparse.Namespace
+) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     masks: dict[Path, np.ndarray] = {}
     done = 0
@@ -105,8 +122,9 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
     from pconv.inference import Inpainter
 
     backend = args.backend or ("onnx" if args.onnx is not None else "torch")
-    options = dict(max_side=args.max_side, threshold=args.threshold, dilate=args.dilate,
-                   mask_polarity=args.mask_polarity)
+    options = dict(
+        max_side=args.max_side, threshold=args.threshold, dilate=args.dilate, mask_polarity=args.mask_polarity
+    )
     if backend == "onnx":
         if args.onnx is None:
             raise ValueError("--backend onnx needs --onnx PATH (make one with `pconv export-onnx`)")
@@ -133,8 +151,16 @@ def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace, masks: di
     hole = resize_hole_mask(masks[job.mask], picture.size)
     filled = inpainter.inpaint(picture.rgb, hole)
     job.output.parent.mkdir(parents=True, exist_ok=True)
-    write_image(job.output, filled, alpha=picture.alpha, grey=picture.grey, exif=picture.exif,
-                icc_profile=picture.icc_profile, quality=args.quality, overwrite=args.overwrite)
+    write_image(
+        job.output,
+        filled,
+        alpha=picture.alpha,
+        grey=picture.grey,
+        exif=picture.exif,
+        icc_profile=picture.icc_profile,
+        quality=args.quality,
+        overwrite=args.overwrite,
+    )
 
 
 def _check_output(job: Job, overwrite: bool) -> None:
@@ -142,8 +168,9 @@ def _check_output(job: Job, overwrite: bool) -> None:
         raise ValueError(f"output {job.output} is the mask file; choose another output")
     if job.output.exists() and not overwrite:
         same = job.output.samefile(job.image)
-        raise FileExistsError(f"{job.output} exists{' (it is the input image)' if same else ''}; "
-                              "pass --overwrite to replace it")
+        raise FileExistsError(
+            f"{job.output} exists{' (it is the input image)' if same else ''}; pass --overwrite to replace it"
+        )
 
 
 def single_job(image: Path, mask: Path, output: Path, suffixes: frozenset[str]) -> Job:
@@ -151,16 +178,18 @@ def single_job(image: Path, mask: Path, output: Path, suffixes: frozenset[str]) 
     if mask.is_dir():
         found = masks_for(image, mask, suffixes)
         if not found:
-            raise FileNotFoundError(f"no mask for {image.name} in {mask} (looked for {image.stem}.* and "
-                                    f"{image.stem}_mask*)")
+            raise FileNotFoundError(
+                f"no mask for {image.name} in {mask} (looked for {image.stem}.* and {image.stem}_mask*)"
+            )
         mask = found[0][0]
     if output.is_dir() or not output.suffix:
         output = output / image.name
     return Job(image, mask, output)
 
 
-def folder_jobs(images: Path, masks: Path, output: Path,
-                suffixes: frozenset[str]) -> tuple[list[Job], list[tuple[Path, str]]]:
+def folder_jobs(
+    images: Path, masks: Path, output: Path, suffixes: frozenset[str]
+) -> tuple[list[Job], list[tuple[Path, str]]]:
     """Pair a folder of images with a mask file or folder; images without a mask are returned as failures."""
     if output.is_file():
         raise ValueError(f"--image is a folder, so --output must be a folder, but {output} is a file")
@@ -190,13 +219,14 @@ def masks_for(image: Path, folder: Path, suffixes: frozenset[str]) -> list[tuple
         if f.stem == image.stem:
             exact.append((f, ""))
         elif f.stem.startswith(image.stem + "_mask"):
-            lama.append((f, f.stem[len(image.stem):]))
+            lama.append((f, f.stem[len(image.stem) :]))
     return exact + lama
 
 
 def _image_files(folder: Path, suffixes: frozenset[str]) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes
-                  and not f.name.startswith("."))
+    return sorted(
+        f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
+    )
 
 
 def _is_lama_mask(f: Path, stems: set[str]) -> bool:
