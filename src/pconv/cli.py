@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "serve": "serve",
 }
 
 
