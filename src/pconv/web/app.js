@@ -12,7 +12,7 @@
     stage: $("stage"), dropzone: $("dropzone"), wrap: $("canvas-wrap"), cursor: $("cursor"), divider: $("divider"),
     photo: $("photo-canvas"), before: $("before-canvas"), mask: $("mask-canvas"),
   };
-  const PAINT = "#ff2d6f";
+  const PAINT = [37, 99, 235]; // the accent blue: stands out on skin, foliage and sky alike
   const HOLE_ALPHA = 128; // mask pixels at least this opaque are sent as hole (what the overlay shows)
 
   const state = {
@@ -130,8 +130,7 @@
   }
 
   function drawPath(ctx, points, width) {
-    ctx.strokeStyle = PAINT;
-    ctx.fillStyle = PAINT;
+    ctx.strokeStyle = ctx.fillStyle = `rgb(${PAINT.join(",")})`;
     ctx.lineWidth = width;
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
@@ -274,7 +273,7 @@
     for (let i = 0; i < px.length; i += 4) {
       const grey = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
       const hole = transparent ? px[i + 3] > 127 : grey > 127;
-      [px[i], px[i + 1], px[i + 2], px[i + 3]] = [255, 45, 111, hole ? 255 : 0];
+      [px[i], px[i + 1], px[i + 2], px[i + 3]] = [...PAINT, hole ? 255 : 0];
     }
     ctx.putImageData(data, 0, 0);
     return canvas;
