@@ -12,7 +12,14 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it.
 _EXPORTS: dict[str, str] = {
+    "GeneratedMasks": "pconv.masks",
+    "InpaintingDataset": "pconv.data",
     "ModelConfig": "pconv.config",
+    "NvidiaMasks": "pconv.masks",
+    "RATIO_BINS": "pconv.masks",
+    "generate_hole_mask": "pconv.masks",
+    "list_images": "pconv.data",
+    "load_rgb": "pconv.data",
     "PartialConv2d": "pconv.layers",
     "PConvUNet": "pconv.model",
     "Inpainter": "pconv.inference",

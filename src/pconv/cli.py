@@ -16,6 +16,10 @@ from collections.abc import Sequence
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "explain": "explain",
+    "export-onnx": "export_onnx",
+    "inpaint": "inpaint",
+    "masks": "masks",
     "serve": "serve",
 }
 

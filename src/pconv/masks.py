@@ -6,12 +6,23 @@ Two polarities exist and never share a name:
 - ``valid_mask``: the paper's ``M`` (arXiv 1804.07723, section 3.1), 1 where pixels are known. Only the layer,
   the network and the losses use it.
 The conversion between them lives here and nowhere else.
+
+Random hole masks (section 4 of the paper: irregular masks grouped by hole ratio in the bins
+(0.01,0.1], (0.1,0.2], ... (0.5,0.6], with or without holes within 50 px of the border):
+- ``generate_hole_mask``: strokes of random width and curvature, blobs and ellipses (presets like LaMa's
+  thin / medium / thick), drawn with OpenCV until the hole ratio lands in a requested bin.
+- Mask sources for datasets (``MaskSource``: ``sample(rng, size) -> hole mask``): ``GeneratedMasks`` and
+  ``NvidiaMasks`` (the NVIDIA irregular mask test set with the paper's dilation / rotation / flip / crop).
+All of them return ``hole_mask`` arrays: (H, W) uint8 in {0, 1}, 1 = hole.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -20,7 +31,26 @@ from torch import Tensor
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["HOLE_THRESHOLD", "hole_to_valid", "valid_to_hole", "binarize_hole", "load_hole_mask", "pil_to_hole_mask"]
+__all__ = [
+    "HOLE_THRESHOLD",
+    "hole_to_valid",
+    "valid_to_hole",
+    "hole_to_valid_array",
+    "binarize_hole",
+    "load_hole_mask",
+    "pil_to_hole_mask",
+    "hole_array_to_valid_tensor",
+    "RATIO_BINS",
+    "MaskPreset",
+    "PRESETS",
+    "hole_ratio",
+    "ratio_bin_index",
+    "generate_hole_mask",
+    "resize_hole_nearest",
+    "MaskSource",
+    "GeneratedMasks",
+    "NvidiaMasks",
+]
 
 # A grey level above this (on 0..255) counts as hole: anti-aliased brush edges at half grey or more are hole.
 HOLE_THRESHOLD = 127
@@ -41,6 +71,16 @@ def valid_to_hole(valid_mask: Tensor) -> Tensor:
     """Flip the paper's valid mask (1 = known) into a hole mask (1 = missing). Same shape and dtype."""
     _check_binary(valid_mask, "valid_mask")
     return 1 - valid_mask
+
+
+def hole_to_valid_array(hole_mask: np.ndarray) -> np.ndarray:
+    """NumPy twin of ``hole_to_valid`` for data loading: a hole array (1 = missing) -> float32 valid array (1 = known).
+
+    Data pipelines use it because tiny multi-threaded torch ops cost milliseconds each on a busy CPU.
+    """
+    if not np.isin(hole_mask, (0, 1)).all():
+        raise ValueError("hole_mask must hold only 0 and 1; binarise it first (see pconv.masks.binarize_hole)")
+    return 1 - hole_mask.astype(np.float32)
 
 
 def binarize_hole(grey: np.ndarray, *, threshold: int = HOLE_THRESHOLD) -> np.ndarray:
@@ -88,3 +128,409 @@ def pil_to_hole_mask(img: Image.Image, *, threshold: int = HOLE_THRESHOLD) -> np
 def hole_array_to_valid_tensor(hole: np.ndarray) -> Tensor:
     """(H, W) uint8 {0, 1} hole array -> (1, 1, H, W) float32 valid mask, 1 = known."""
     return hole_to_valid(torch.from_numpy(hole.astype(np.float32))[None, None])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Random irregular hole masks
+# ---------------------------------------------------------------------------------------------------------------
+
+# The paper's hole-ratio bins, half-open (lo, hi] (arXiv 1804.07723, section 4).
+RATIO_BINS: tuple[tuple[float, float], ...] = ((0.01, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
+
+# Shape sizes below are in pixels of a 512-pixel image and scale with min(H, W) / 512.
+_REFERENCE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class MaskPreset:
+    """How a mask's shapes look. Lengths are in pixels at 512 × 512 and scale with the image.
+
+    Attributes:
+        stroke_width: (min, max) brush width of a stroke.
+        segment_length: (min, max) length of one straight segment of a stroke.
+        segments: (min, max) segments per stroke.
+        turn: standard deviation (radians) of the direction change between segments: the curvature.
+        blob_prob: chance that a shape is an irregular blob (a star-shaped polygon with a wobbly outline).
+        ellipse_prob: chance that a shape is a filled ellipse.
+        blob_radius: (min, max) mean radius of blobs and ellipses.
+        speck_prob: chance that a shape is a cluster of small rectangles (like the blocky bits of the NVIDIA masks).
+        shapes: (min, max) shapes per mask when no ratio bin is requested.
+    """
+
+    stroke_width: tuple[float, float]
+    segment_length: tuple[float, float]
+    segments: tuple[int, int]
+    turn: float
+    blob_prob: float
+    ellipse_prob: float
+    blob_radius: tuple[float, float]
+    speck_prob: float
+    shapes: tuple[int, int]
+
+
+# LaMa-like presets (thin / medium / thick brush strokes) plus mostly-blob masks.
+PRESETS: dict[str, MaskPreset] = {
+    "thin": MaskPreset((4, 16), (15, 50), (4, 14), 0.7, 0.05, 0.05, (10, 30), 0.10, (2, 8)),
+    "medium": MaskPreset((12, 40), (20, 70), (3, 10), 0.6, 0.15, 0.10, (20, 60), 0.15, (2, 6)),
+    "thick": MaskPreset((30, 90), (30, 100), (2, 7), 0.5, 0.20, 0.15, (35, 100), 0.10, (1, 4)),
+    "blobs": MaskPreset((20, 60), (20, 70), (2, 5), 0.6, 0.50, 0.25, (20, 90), 0.10, (2, 6)),
+}
+
+
+def hole_ratio(hole_mask: np.ndarray) -> float:
+    """Fraction of hole pixels of a (H, W) {0, 1} hole mask: the number the bins are defined on."""
+    return float(np.count_nonzero(hole_mask)) / hole_mask.size
+
+
+def ratio_bin_index(ratio: float, bins: Sequence[tuple[float, float]] = RATIO_BINS) -> int | None:
+    """Index of the half-open bin (lo, hi] that holds ``ratio``, or None."""
+    for k, (lo, hi) in enumerate(bins):
+        if lo < ratio <= hi:
+            return k
+    return None
+
+
+def _require_cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv is in the train/eval extras
+        raise RuntimeError("random masks need OpenCV: pip install 'pconv[train]'") from None
+    return cv2
+
+
+def _stroke_steps(
+    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """One brush stroke as a sequence of segments; each step draws one segment onto a canvas."""
+    width = max(1, int(round(rng.uniform(*p.stroke_width) * scale)))
+    x, y = rng.uniform(0, w), rng.uniform(0, h)
+    angle = rng.uniform(0, 2 * math.pi)
+    for _ in range(int(rng.integers(p.segments[0], p.segments[1], endpoint=True))):
+        angle += rng.normal(0, p.turn)
+        length = rng.uniform(*p.segment_length) * scale
+        nx, ny = x + length * math.cos(angle), y + length * math.sin(angle)
+        if not (0 <= nx < w and 0 <= ny < h):  # bounce off the edge instead of running along it
+            angle += math.pi
+            nx, ny = x + length * math.cos(angle), y + length * math.sin(angle)
+        nx, ny = min(max(nx, 0.0), w - 1.0), min(max(ny, 0.0), h - 1.0)
+        seg_width = max(1, int(round(width * rng.uniform(0.85, 1.15))))  # a brush's pressure varies a little
+        start, end = (int(round(x)), int(round(y))), (int(round(nx)), int(round(ny)))
+
+        def draw(canvas: np.ndarray, start=start, end=end, seg_width=seg_width) -> None:
+            cv2.line(canvas, start, end, 1, seg_width, cv2.LINE_8)
+            cv2.circle(canvas, end, seg_width // 2, 1, -1, cv2.LINE_8)  # round joint
+
+        yield draw
+        x, y = nx, ny
+
+
+def _blob_step(
+    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
+) -> Callable[[np.ndarray], None]:
+    """An irregular blob: a star-shaped polygon whose radius is a sum of a few random harmonics."""
+    cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+    radius = rng.uniform(*p.blob_radius) * scale
+    theta = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    wobble = np.ones_like(theta)
+    for k in range(2, 6):
+        wobble += rng.uniform(0, 0.35 / (k - 1)) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
+    r = radius * np.clip(wobble, 0.25, None) * rng.uniform(0.6, 1.0, size=1)
+    stretch = rng.uniform(0.6, 1.4)
+    pts = np.stack([cx + r * np.cos(theta) * stretch, cy + r * np.sin(theta) / stretch], axis=1)
+    poly = np.round(pts).astype(np.int32)[None]
+
+    def draw(canvas: np.ndarray) -> None:
+        cv2.fillPoly(canvas, poly, 1, cv2.LINE_8)
+
+    return draw
+
+
+def _ellipse_step(
+    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
+) -> Callable[[np.ndarray], None]:
+    centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
+    a = max(1, int(rng.uniform(*p.blob_radius) * scale))
+    b = max(1, int(a * rng.uniform(0.25, 1.0)))
+    angle = float(rng.uniform(0, 180))
+
+    def draw(canvas: np.ndarray) -> None:
+        cv2.ellipse(canvas, centre, (a, b), angle, 0, 360, 1, -1, cv2.LINE_8)
+
+    return draw
+
+
+def _specks_step(
+    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
+) -> Callable[[np.ndarray], None]:
+    """A cluster of small axis-aligned rectangles scattered around a point."""
+    n = int(rng.integers(4, 16))
+    spread = p.blob_radius[1] * scale
+    xs = rng.normal(rng.uniform(0, w), spread, n)
+    ys = rng.normal(rng.uniform(0, h), spread, n)
+    sides = rng.uniform(4, 8 + p.stroke_width[0], (n, 2)) * scale
+    boxes = [(int(x), int(y), int(x + max(1.0, a)), int(y + max(1.0, b))) for x, y, (a, b) in zip(xs, ys, sides)]
+
+    def draw(canvas: np.ndarray) -> None:
+        for x0, y0, x1, y1 in boxes:
+            cv2.rectangle(canvas, (x0, y0), (x1, y1), 1, -1)
+
+    return draw
+
+
+def _shape_steps(
+    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
+) -> Iterator[Callable[[np.ndarray], None]]:
+    """One random shape (stroke, blob, ellipse or specks) as drawing steps, so a caller can stop between them."""
+    u = rng.uniform()
+    if u < p.blob_prob:
+        yield _blob_step(cv2, rng, p, scale, h, w)
+    elif u < p.blob_prob + p.ellipse_prob:
+        yield _ellipse_step(cv2, rng, p, scale, h, w)
+    elif u < p.blob_prob + p.ellipse_prob + p.speck_prob:
+        yield _specks_step(cv2, rng, p, scale, h, w)
+    else:
+        yield from _stroke_steps(cv2, rng, p, scale, h, w)
+
+
+def _fill_to_count(
+    cv2: Any, canvas: np.ndarray, rng: np.random.Generator, p: MaskPreset, scale: float, lo_px: float, hi_px: float
+) -> None:
+    """Draw shapes until the hole count lies in (lo_px, hi_px], aiming at a count drawn uniformly in that range.
+
+    A step that would overshoot ``hi_px`` is undone and the shapes shrink, so the count always lands in range.
+    """
+    h, w = canvas.shape
+    target = max(rng.uniform(lo_px, hi_px), math.floor(lo_px) + 1)
+    count, shrink, overshoots = 0, 1.0, 0
+    backup = np.empty_like(canvas)
+    while count < target:
+        for step in _shape_steps(cv2, rng, p, scale * shrink, h, w):
+            np.copyto(backup, canvas)
+            step(canvas)
+            new = cv2.countNonZero(canvas)
+            if new > hi_px:
+                np.copyto(canvas, backup)
+                overshoots += 1
+                shrink *= 0.7
+                if overshoots > 200:
+                    raise RuntimeError(f"could not reach a hole count in ({lo_px}, {hi_px}] pixels")
+                break
+            count = new
+            if count >= target:
+                break
+
+
+def _check_bin(ratio_bin: tuple[float, float], h: int, w: int, border: int) -> None:
+    lo, hi = ratio_bin
+    if not (0 <= lo < hi <= 1):
+        raise ValueError(f"ratio_bin must satisfy 0 <= lo < hi <= 1, got {ratio_bin}")
+    reachable = (h - 2 * border) * (w - 2 * border) / (h * w)
+    if lo >= 0.95 * reachable:
+        raise ValueError(
+            f"hole ratio bin {ratio_bin} is out of reach with a {border} px border on {h}x{w}: "
+            f"at most {reachable:.2f} of the image can be hole; use a smaller border or bin"
+        )
+
+
+def generate_hole_mask(
+    height: int,
+    width: int,
+    *,
+    rng: np.random.Generator,
+    ratio_bin: tuple[float, float] | None = None,
+    preset: str | MaskPreset = "medium",
+    border: int = 0,
+) -> np.ndarray:
+    """A random irregular hole mask of strokes, blobs, ellipses and specks.
+
+    Args:
+        height, width: mask size in pixels.
+        rng: the only source of randomness; the same generator state gives the same mask.
+        ratio_bin: (lo, hi): the hole ratio lands in the half-open interval (lo, hi], roughly uniformly.
+            None: a random number of shapes (``preset.shapes``), hole ratio uncontrolled.
+        preset: a name in ``PRESETS`` ("thin", "medium", "thick", "blobs") or a ``MaskPreset``.
+        border: no hole pixel lies within this many pixels of the edge (the paper: 50 at 512 × 512).
+
+    Returns:
+        hole_mask: (height, width) uint8 in {0, 1}, 1 = hole.
+    """
+    cv2 = _require_cv2()
+    p = PRESETS[preset] if isinstance(preset, str) and preset in PRESETS else preset
+    if not isinstance(p, MaskPreset):
+        raise ValueError(f"unknown mask preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if height < 1 or width < 1 or border < 0 or 2 * border >= min(height, width):
+        raise ValueError(f"bad mask size {height}x{width} with border {border}")
+    if ratio_bin is not None:
+        _check_bin(ratio_bin, height, width, border)
+    canvas = np.zeros((height - 2 * border, width - 2 * border), np.uint8)  # holes are drawn inside the border
+    scale = min(height, width) / _REFERENCE_SIZE
+    if ratio_bin is None:
+        for _ in range(int(rng.integers(p.shapes[0], p.shapes[1], endpoint=True))):
+            for step in _shape_steps(cv2, rng, p, scale, *canvas.shape):
+                step(canvas)
+    else:
+        total = height * width
+        _fill_to_count(cv2, canvas, rng, p, scale, ratio_bin[0] * total, ratio_bin[1] * total)
+    if border == 0:
+        return canvas
+    hole_mask = np.zeros((height, width), np.uint8)
+    hole_mask[border : height - border, border : width - border] = canvas
+    return hole_mask
+
+
+def resize_hole_nearest(hole_mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize a (H, W) {0, 1} hole mask with nearest neighbour and re-binarise; ``size`` is S or (H, W)."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    if hole_mask.shape == (out_h, out_w):
+        return (hole_mask > 0).astype(np.uint8)
+    cv2 = _require_cv2()
+    resized = cv2.resize(hole_mask.astype(np.uint8), (out_w, out_h), interpolation=cv2.INTER_NEAREST)
+    return (resized > 0).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mask sources for datasets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class MaskSource(Protocol):
+    """Anything that gives random hole masks to a dataset."""
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A random hole mask: (size, size) uint8 in {0, 1}, 1 = hole, drawn only from ``rng``."""
+        ...
+
+
+@dataclass(frozen=True)
+class GeneratedMasks:
+    """Procedural masks: each sample picks one of ``bins`` uniformly, then generates a mask in it.
+
+    Attributes:
+        preset: a name in ``PRESETS`` or a ``MaskPreset``.
+        bins: hole-ratio bins (lo, hi] to pick from; empty means no ratio control.
+        border: hole-free margin in pixels of the sampled size.
+    """
+
+    preset: str | MaskPreset = "medium"
+    bins: tuple[tuple[float, float], ...] = RATIO_BINS
+    border: int = 0
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """(size, size) uint8 in {0, 1}, 1 = hole."""
+        ratio_bin = self.bins[int(rng.integers(len(self.bins)))] if self.bins else None
+        return generate_hole_mask(size, size, rng=rng, ratio_bin=ratio_bin, preset=self.preset, border=self.border)
+
+
+# The NVIDIA irregular mask test set: 2,000 masks per bin; in each bin 1,000 border-constrained, then 1,000 not.
+_NVIDIA_PER_BIN = 2000
+_NVIDIA_CONSTRAINED_PER_BIN = 1000
+
+
+class NvidiaMasks:
+    """The NVIDIA irregular hole mask test set (Liu et al. 2018): files ``NNNNN.png``, 512 × 512, 255 = hole.
+
+    File number ``n`` lies in ratio bin ``RATIO_BINS[n // 2000]``; within each bin the first 1,000 masks are
+    border-constrained (no hole within 50 px of the edge, the paper's "N") and the next 1,000 are not ("B").
+
+    Indexing (``masks[i]``) gives the raw mask; ``sample`` applies the paper's augmentation (random dilation,
+    rotation, flip and crop), then resizes with nearest neighbour and re-binarises. Augmentation changes the
+    hole ratio, so sampled masks do not keep their file's bin.
+
+    Args:
+        root: folder holding the PNG files.
+        bins: keep only these bins (indices into ``RATIO_BINS`` or (lo, hi) tuples from it); None keeps all.
+        border_constrained: True keeps only "N" masks, False only "B" masks, None both.
+        augment: apply the augmentation in ``sample`` (False: only the resize).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        bins: Sequence[int | tuple[float, float]] | None = None,
+        border_constrained: bool | None = None,
+        augment: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.augment = augment
+        files = sorted(self.root.glob("*.png")) if self.root.is_dir() else []
+        wanted = None if bins is None else {self._bin_index(b) for b in bins}
+        files = [f for f in files if self._keep(f, wanted, border_constrained)]
+        if not files:
+            raise ValueError(
+                f"no NVIDIA masks (NNNNN.png) found in {self.root} for bins={bins}, "
+                f"border_constrained={border_constrained}; point root at the nvidia_irregular_test folder"
+            )
+        self.files: list[Path] = files
+
+    @staticmethod
+    def _bin_index(b: int | tuple[float, float]) -> int:
+        if isinstance(b, (int, np.integer)) and 0 <= b < len(RATIO_BINS):
+            return int(b)
+        if isinstance(b, tuple) and tuple(b) in RATIO_BINS:
+            return RATIO_BINS.index(tuple(b))
+        raise ValueError(f"unknown ratio bin {b!r}; use 0..{len(RATIO_BINS) - 1} or one of {RATIO_BINS}")
+
+    @staticmethod
+    def _keep(path: Path, wanted: set[int] | None, border_constrained: bool | None) -> bool:
+        if not path.stem.isdigit():
+            return False
+        number = int(path.stem)
+        if wanted is not None and number // _NVIDIA_PER_BIN not in wanted:
+            return False
+        constrained = number % _NVIDIA_PER_BIN < _NVIDIA_CONSTRAINED_PER_BIN
+        return border_constrained is None or constrained == border_constrained
+
+    @staticmethod
+    def bin_of(path: str | Path) -> tuple[float, float]:
+        """The ratio bin a file belongs to by its number (``NNNNN.png``)."""
+        return RATIO_BINS[int(Path(path).stem) // _NVIDIA_PER_BIN]
+
+    @staticmethod
+    def is_border_constrained(path: str | Path) -> bool:
+        """Whether a file is one of its bin's border-constrained ("N") masks, by its number."""
+        return int(Path(path).stem) % _NVIDIA_PER_BIN < _NVIDIA_CONSTRAINED_PER_BIN
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """The raw mask of file ``i``: (512, 512) uint8 in {0, 1}, 1 = hole."""
+        return load_hole_mask(self.files[i])
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A random mask, augmented when ``augment`` is set: (size, size) uint8 in {0, 1}, 1 = hole."""
+        hole_mask = self[int(rng.integers(len(self.files)))]
+        if self.augment:
+            hole_mask = augment_hole_mask(hole_mask, rng)
+        return resize_hole_nearest(hole_mask, size)
+
+
+def augment_hole_mask(hole_mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The paper's mask augmentation: random dilation, rotation, flip and square crop (section 4).
+
+    Args:
+        hole_mask: (H, W) uint8 in {0, 1}, 1 = hole.
+        rng: the only source of randomness.
+
+    Returns:
+        (S, S) uint8 in {0, 1}, 1 = hole, with S between 0.6 and 1.0 of min(H, W) (resize it afterwards).
+    """
+    cv2 = _require_cv2()
+    h, w = hole_mask.shape
+    out = hole_mask.astype(np.uint8)
+    radius = int(rng.integers(0, 4)) * max(1, min(h, w) // 256)  # 0 = no dilation
+    if radius:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        out = cv2.dilate(out, kernel)
+    rotation = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(0, 360)), 1.0)
+    # Corners rotated in from outside are known pixels (0), as if the occluder ended there.
+    out = cv2.warpAffine(out, rotation, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    if rng.uniform() < 0.5:
+        out = out[:, ::-1]
+    if rng.uniform() < 0.5:
+        out = out[::-1, :]
+    side = int(round(min(h, w) * rng.uniform(0.6, 1.0)))
+    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    return np.ascontiguousarray(out[top : top + side, left : left + side] > 0).astype(np.uint8)
