@@ -252,6 +252,17 @@ def test_docs_page_loads_and_references_nothing_external(client: httpx.Client) -
     assert INPAINT in spec["paths"] and "/health" in spec["paths"]
 
 
+def test_docs_without_swagger_files_is_a_local_list_of_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pconv.server
+
+    monkeypatch.setattr(pconv.server, "_offline_docs_assets", lambda: None)  # as if fastapi-offline were absent
+    with serve(create_app(SlowInpainter(0))) as url, httpx.Client(base_url=url, trust_env=False) as c:
+        page = c.get("/docs")
+    assert page.status_code == 200
+    assert "POST /api/v1/inpaint" in page.text and "GET /health" in page.text
+    assert not EXTERNAL_URL.findall(page.text)
+
+
 def test_editor_page_and_assets_are_local(client: httpx.Client) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]

@@ -164,6 +164,13 @@ def test_paint_inpaint_download_changes_only_the_stroke(
     assert not changed[~in_hole].any(), "pixels outside the painted stroke changed"
     assert changed[in_hole].mean() > 0.5, "the painted stroke was not filled"
     assert page.locator("#result-section").is_visible()
+    clip = "document.getElementById('before-canvas').style.clipPath"
+    page.fill("#compare", "30")  # the original left of 30 %, the result right of it
+    assert page.evaluate(clip).replace("0px", "0") == "inset(0 70% 0 0)"
+    page.keyboard.down("o")  # hold O: the original everywhere
+    assert page.evaluate(clip).replace("0px", "0") == "inset(0 0% 0 0)"
+    page.keyboard.up("o")
+    assert page.evaluate(clip).replace("0px", "0") == "inset(0 70% 0 0)"
     assert painted_pixels(page) == 0  # the filled hole's paint is cleared, ready for the next stroke
 
 

@@ -357,7 +357,7 @@
     refreshButtons();
   }
 
-  // compare = 0: all before; 100: all after. The original shows left of the divider.
+  // The divider sits at `percent` of the width: the original shows left of it, the result right of it.
   function setCompare(percent) {
     const right = 100 - percent;
     ui.before.style.clipPath = `inset(0 ${right}% 0 0)`;
@@ -386,7 +386,7 @@
     else if (key === "]") setBrushSize(brushSize() * 1.2);
     else if (key === "b") setTool("brush");
     else if (key === "e") setTool("eraser");
-    else if (key === "o" && state.result) setCompare(0); // while held: the original everywhere
+    else if (key === "o" && state.result) setCompare(100); // while held: the original everywhere
   }
 
   function onKeyUp(event) {
