@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "Inpainter": "pconv.inference",
     "build_model": "pconv.model",
     "composite": "pconv.model",
+    "create_app": "pconv.server",
     "load_weights": "pconv.model",
     "save_weights": "pconv.model",
 }

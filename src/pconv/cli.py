@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "export_onnx",
     "inpaint": "inpaint",
     "masks": "masks",
+    "serve": "serve",
 }
 
 
