@@ -12,11 +12,20 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it.
 _EXPORTS: dict[str, str] = {
+    "GeneratedMasks": "pconv.masks",
+    "InpaintingDataset": "pconv.data",
     "ModelConfig": "pconv.config",
+    "NvidiaMasks": "pconv.masks",
+    "RATIO_BINS": "pconv.masks",
+    "generate_hole_mask": "pconv.masks",
+    "list_images": "pconv.data",
+    "load_rgb": "pconv.data",
     "PartialConv2d": "pconv.layers",
     "PConvUNet": "pconv.model",
+    "Inpainter": "pconv.inference",
     "build_model": "pconv.model",
     "composite": "pconv.model",
+    "create_app": "pconv.server",
     "load_weights": "pconv.model",
     "save_weights": "pconv.model",
     "Config": "pconv.config",

@@ -16,8 +16,12 @@ from collections.abc import Sequence
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "explain": "explain",
+    "export-onnx": "export_onnx",
     "export-weights": "export_weights",
+    "inpaint": "inpaint",
     "masks": "masks",
+    "serve": "serve",
     "train": "train",
 }
 
