@@ -34,6 +34,8 @@ __all__ = [
 # Encoder of the paper: 8 stride-2 partial convolutions.
 PAPER_KERNELS: tuple[int, ...] = (7, 5, 5, 3, 3, 3, 3, 3)
 PAPER_CHANNELS: tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
+# Largest training/validation crop side (the paper trains on 512); bigger ones are surely a typo.
+MAX_CROP_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,17 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ModelConfig:
-        """Build from a dict, rejecting unknown keys with a clear message."""
+    def from_dict(cls, data: Any) -> ModelConfig:
+        """Build from a dict (e.g. JSON from a weights file), rejecting unknown keys and wrong types (ValueError)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a model config must be a mapping of {sorted(f.name for f in dataclasses.fields(cls))}, "
+                             f"got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}; known keys are {sorted(known)}")
-        return cls(**data)  # type: ignore[arg-type]
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _coerce(v, hints[k], f"model.{k}") for k, v in data.items()})
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,9 @@ class DataConfig:
         for name in ("crop_size", "batch_size", "val_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("crop_size", "val_size"):  # photos are resized up to the crop: a typo must not eat the RAM
+            if getattr(self, name) > MAX_CROP_SIZE:
+                raise ValueError(f"data.{name} must be <= {MAX_CROP_SIZE} pixels, got {getattr(self, name)}")
         if self.num_workers < 0 or self.val_count < 0:
             raise ValueError("data.num_workers and data.val_count must be >= 0")
 
@@ -363,7 +372,12 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
 
     data: Any = {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a YAML text file (not UTF-8)") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:

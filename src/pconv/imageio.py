@@ -87,7 +87,12 @@ def _open_upright(path: str | Path, what: str) -> Image.Image:
             upright = ImageOps.exif_transpose(img)  # a decoded copy; orientation dropped from its EXIF
     except UnidentifiedImageError:
         raise ValueError(f"cannot read {what} {path}: not an image file (or an empty one)") from None
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise ValueError(
+            f"cannot read {what} {path}: it declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too many to "
+            "decode safely (a damaged header or a decompression bomb)"
+        ) from None
+    except (OSError, SyntaxError) as exc:
         raise ValueError(f"cannot read {what} {path}: damaged or truncated file ({exc})") from None
     return upright
 

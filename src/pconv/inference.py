@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pconv.masks import HOLE_THRESHOLD, binarize_hole, hole_to_valid, pil_to_hole_mask, valid_to_hole
-from pconv.model import PConvUNet, load_weights
+from pconv.model import PConvUNet, WeightsError, load_weights
 
 __all__ = [
     "DEFAULT_MARGIN",
@@ -298,6 +298,9 @@ class Inpainter:
         Returns:
             The same kind as ``image``: a PIL image (RGB, or RGBA with the input's alpha), a uint8 array of the
             input's shape, a tensor of the input's shape, dtype and device, or a list.
+        Raises:
+            ValueError: an unsupported kind or shape, a mask of another size, or a float tensor image with values
+                that are not finite or not in [0, 1] (the message says which).
         """
         grow = self.dilate if dilate is None else dilate
         if isinstance(image, (list, tuple)):
@@ -391,7 +394,12 @@ def _load_model(weights: str | Path | None) -> PConvUNet:
                 "pass a weights file: Inpainter(weights=PATH) or --weights PATH (written by pconv.model.save_weights)"
             )
         weights = path
-    return load_weights(weights)
+    try:
+        return load_weights(weights)
+    except WeightsError:
+        raise
+    except ValueError as exc:  # e.g. metadata that is not JSON: say which file is at fault
+        raise WeightsError(f"{weights} holds an unreadable pconv model config ({exc})") from None
 
 
 def _white_array(hole_mask: Any, threshold: int) -> np.ndarray:
@@ -408,6 +416,8 @@ def _white_array(hole_mask: Any, threshold: int) -> np.ndarray:
             arr = arr[0]
         if arr.dim() not in (2, 3):
             raise ValueError(f"hole_mask tensor must be (H, W), (1, H, W) or (N, 1, H, W), got {tuple(arr.shape)}")
+        if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+            raise ValueError("the hole_mask tensor holds NaN or infinite values; pass 0/1 or grey in [0, 1]")
         if arr.dtype == torch.uint8 and int(arr.max()) > 1:
             return (arr > threshold).to(torch.uint8).numpy()
         return (arr.float() > threshold / 255).to(torch.uint8).numpy()
@@ -469,6 +479,7 @@ def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
         rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1).float() / 255  # (3, H, W)
     else:
         rgb = image.detach().float().cpu()
+        _check_unit_range(rgb)
     if tuple(hole.shape) != tuple(rgb.shape[1:]):
         raise ValueError(
             f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {rgb.shape[2]}x"
@@ -477,6 +488,18 @@ def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
         )
     hole_t = dilate_hole(torch.from_numpy(np.array(hole, dtype=np.float32))[None, None], dilate)[0]
     return _Item(rgb, hole_t, restore)
+
+
+def _check_unit_range(rgb: Tensor) -> None:
+    """ValueError unless every value of a float image is finite and in [0, 1] (0..255 floats are a common slip)."""
+    if rgb.numel() == 0:
+        return
+    if not bool(torch.isfinite(rgb).all()):
+        raise ValueError("the image tensor holds NaN or infinite values; pass finite values in [0, 1]")
+    low, high = float(rgb.min()), float(rgb.max())
+    if low < 0 or high > 1:
+        hint = "; divide 0..255 values by 255" if high > 1.5 else "; clamp it to [0, 1]"
+        raise ValueError(f"the image tensor holds values in [{low:g}, {high:g}], not [0, 1]{hint}")
 
 
 def _to_uint8(filled: Tensor) -> np.ndarray:

@@ -104,8 +104,12 @@ def load_hole_mask(path: str | Path, *, threshold: int = HOLE_THRESHOLD) -> np.n
             return pil_to_hole_mask(img, threshold=threshold)
     except FileNotFoundError:
         raise FileNotFoundError(f"mask file not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read mask {path}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"cannot read mask {path}: it declares too many pixels to decode safely") from None
+    # Pillow reports damaged files as any of these (a bad PNG chunk is a SyntaxError).
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError, ValueError, IndexError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"cannot read mask {path}: not a readable image ({reason})") from None
 
 
 def pil_to_hole_mask(img: Image.Image, *, threshold: int = HOLE_THRESHOLD) -> np.ndarray:

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_folder(
     inpainter: Inpainter, jobs: list[Job], failures: list[tuple[Path, str]], args: argparse.Namespace
 ) -> int:
-    args.output.mkdir(parents=True, exist_ok=True)
+    _make_folder(args.output)
     masks: dict[Path, np.ndarray] = {}
     done = 0
     for job in _progress(jobs):
@@ -150,7 +150,7 @@ def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace, masks: di
         masks[job.mask] = read_hole_mask(job.mask, threshold=args.threshold)
     hole = resize_hole_mask(masks[job.mask], picture.size)
     filled = inpainter.inpaint(picture.rgb, hole)
-    job.output.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(job.output.parent)
     write_image(
         job.output,
         filled,
@@ -161,6 +161,16 @@ def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace, masks: di
         quality=args.quality,
         overwrite=args.overwrite,
     )
+
+
+def _make_folder(folder: Path) -> None:
+    """Create the output folder; a file in the way is named in the error instead of ``[Errno 17] File exists``."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"cannot create the output folder {folder}: {parent} is a file")
+            break
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _check_output(job: Job, overwrite: bool) -> None:
