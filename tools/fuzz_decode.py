@@ -61,7 +61,7 @@ def seed_files() -> dict[str, bytes]:
         "rgb.png": _encode(rgb, "PNG"),
         "rgba.png": _encode(rgb.convert("RGBA"), "PNG"),
         "palette.png": _encode(rgb.convert("P"), "PNG", transparency=0),
-        "grey16.png": _encode(Image.fromarray((_photo()[:, :, 0].astype(np.uint16) * 257)), "PNG"),
+        "grey16.png": _encode(Image.fromarray(_photo()[:, :, 0].astype(np.uint16) * 257), "PNG"),
         "interlaced.png": _encode(rgb, "PNG", interlace=1) if _png_interlace_supported() else _encode(rgb, "PNG"),
         "mask.png": _encode(Image.fromarray(hole), "PNG"),
         "alpha_mask.png": _encode(Image.fromarray(alpha_mask), "PNG"),

@@ -83,8 +83,10 @@ class ModelConfig:
     def from_dict(cls, data: Any) -> ModelConfig:
         """Build from a dict (e.g. JSON from a weights file), rejecting unknown keys and wrong types (ValueError)."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"a model config must be a mapping of {sorted(f.name for f in dataclasses.fields(cls))}, "
-                             f"got {type(data).__name__}")
+            raise ValueError(
+                f"a model config must be a mapping of {sorted(f.name for f in dataclasses.fields(cls))}, "
+                f"got {type(data).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known, key=str)
         if unknown:
