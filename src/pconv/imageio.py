@@ -37,6 +37,7 @@ __all__ = [
     "output_format",
     "read_hole_mask",
     "read_image",
+    "to_8bit",
     "write_image",
 ]
 
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # Output extension -> Pillow format.
 FORMATS: dict[str, str] = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+# Grey modes wider than 8 bits, which Pillow's convert() clips instead of scaling.
+_WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 # Extensions taken as images when a folder is listed (read with Pillow; written only as FORMATS).
 IMAGE_SUFFIXES = frozenset({*FORMATS, ".bmp", ".tif", ".tiff"})
 
@@ -107,20 +110,33 @@ def read_image(path: str | Path) -> Picture:
     has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
     rgba = _to_rgba8(img)
     alpha = np.ascontiguousarray(rgba[:, :, 3]) if has_alpha else None
-    grey = img.mode in ("L", "LA", "1", "I", "I;16", "I;16L", "I;16B")
+    grey = img.mode in ("L", "LA", "1", *_WIDE_GREY_MODES)
     return Picture(np.ascontiguousarray(rgba[:, :, :3]), alpha, grey, exif, icc)
 
 
 def _to_rgba8(img: Image.Image) -> np.ndarray:
-    """Any mode -> (H, W, 4) uint8; 16-bit and 32-bit integer grey is scaled, not clipped."""
+    """Any mode -> (H, W, 4) uint8; 16-bit, 32-bit integer and float grey is scaled, not clipped."""
+    return np.array(to_8bit(img).convert("RGBA"))
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float grey -> 8-bit ``L``, scaled rather than clipped; other modes as they are.
+
+    Pillow's own ``convert("RGB")`` clips such images, so a 16-bit PNG would come out white. Integer grey is
+    scaled from 0..65535 (16-bit modes, or any value above 255) or kept as 0..255; float grey is taken as [0, 1]
+    when its maximum is <= 1, else as 0..255 (NaN becomes 0).
+    """
     from PIL import Image
 
-    if img.mode in ("I", "I;16", "I;16L", "I;16B"):
-        arr = np.asarray(img, dtype=np.float64)
+    if img.mode not in _WIDE_GREY_MODES:
+        return img
+    arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    if img.mode == "F":
+        top = 1.0 if arr.max(initial=0) <= 1 else 255.0
+    else:
         top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        grey = np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
-        img = Image.fromarray(grey, "L")
-    return np.array(img.convert("RGBA"))
+    grey = np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L")
 
 
 def read_hole_mask(path: str | Path, *, threshold: int = HOLE_THRESHOLD) -> np.ndarray:
@@ -198,6 +214,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], *, overwr
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {path.parent} does not exist")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

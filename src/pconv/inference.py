@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from pconv.imageio import to_8bit
 from pconv.masks import HOLE_THRESHOLD, binarize_hole, hole_to_valid, pil_to_hole_mask, valid_to_hole
 from pconv.model import PConvUNet, WeightsError, load_weights
 
@@ -458,7 +459,7 @@ def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        rgb_u8 = np.array(image.convert("RGB"))
+        rgb_u8 = np.array(to_8bit(image).convert("RGB"))  # 16-bit grey scaled, not clipped to white
         restore = _restore_pil(rgb_u8, image.getchannel("A") if "A" in image.getbands() else None)
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):

@@ -39,6 +39,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 
 from pconv import __version__
+from pconv.imageio import to_8bit
 from pconv.inference import resize_hole_mask
 from pconv.masks import pil_to_hole_mask
 
@@ -220,7 +221,7 @@ def prepare_pair(image: Image.Image, mask: Image.Image) -> tuple[Image.Image, Im
     another aspect ratio raises a 400 naming both sizes (width x height).
     """
     has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
-    photo = image.convert("RGBA" if has_alpha else "RGB")
+    photo = to_8bit(image).convert("RGBA" if has_alpha else "RGB")  # 16-bit grey scaled, not clipped to white
     hole = pil_to_hole_mask(mask)  # (h, w) uint8 {0, 1}, 1 = hole
     try:
         hole = resize_hole_mask(hole, photo.size)
