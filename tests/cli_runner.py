@@ -59,10 +59,17 @@ class CliRunner:
         if self._proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the pconv fork server did not start")
 
-    def run(self, args: list[str], *, cwd: Path, timeout: float = 120) -> Result:
+    def run(self, args: list[str], *, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
         with tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-            request = {"argv": args, "cwd": str(cwd), "stdout": str(out), "stderr": str(err), "timeout": timeout}
+            request = {
+                "argv": args,
+                "cwd": str(cwd),
+                "stdout": str(out),
+                "stderr": str(err),
+                "timeout": timeout,
+                "env": env or {},
+            }
             self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()
             reply = self._proc.stdout.readline()
@@ -83,6 +90,7 @@ def _child(request: dict) -> None:
     code = 1
     try:
         os.chdir(request["cwd"])
+        os.environ.update(request["env"])
         for fd, name in ((1, "stdout"), (2, "stderr")):
             target = os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(target, fd)

@@ -225,6 +225,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], *, overwr
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None  # e.g. a full disk
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
