@@ -802,7 +802,7 @@ def write_table(path: Path) -> None:
         expected = "works" if case.error is None and case.status in (None, 200) else "error"
         lines.append(f"| {case.id} | {case.what} | {expected} | {got.replace('|', '/')} |")
     lines += [
-        "| cli-full-disk-tmpfs (.png .jpg .webp) | output on a real 64 KiB tmpfs, 400x300 noise image | error | exit 2: "
+        "| cli-full-disk-tmpfs (.png .jpg .webp) | output on a real 64 KiB tmpfs, 400x300 noise | error | exit 2: "
         "`pconv inpaint: error: [Errno 28] cannot write DISK/out.png: No space left on device`, the disk left empty |",
         "| cli-full-disk-write (.png) | writes fail with ENOSPC after 100 bytes (monkeypatched, in-process) | error | "
         "exit 2, same message; the temporary file removed |",
