@@ -95,8 +95,9 @@ def _open_upright(path: str | Path, what: str) -> Image.Image:
             f"cannot read {what} {path}: it declares more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too many to "
             "decode safely (a damaged header or a decompression bomb)"
         ) from None
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read {what} {path}: damaged or truncated file ({exc})") from None
+    except Exception as exc:  # Pillow reports damaged files as OSError, SyntaxError, TypeError, struct.error...
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"cannot read {what} {path}: damaged or truncated file ({reason})") from None
     return upright
 
 

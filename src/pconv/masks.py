@@ -96,7 +96,7 @@ def load_hole_mask(path: str | Path, *, threshold: int = HOLE_THRESHOLD) -> np.n
     Colour masks are converted to grey; a mask whose only content is its alpha channel (transparent = known,
     opaque = hole, as painted on a layer) uses the alpha.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as img:
@@ -106,8 +106,7 @@ def load_hole_mask(path: str | Path, *, threshold: int = HOLE_THRESHOLD) -> np.n
         raise FileNotFoundError(f"mask file not found: {path}") from None
     except Image.DecompressionBombError:
         raise ValueError(f"cannot read mask {path}: it declares too many pixels to decode safely") from None
-    # Pillow reports damaged files as any of these (a bad PNG chunk is a SyntaxError).
-    except (UnidentifiedImageError, OSError, SyntaxError, EOFError, ValueError, IndexError) as exc:
+    except Exception as exc:  # Pillow reports damaged files as OSError, SyntaxError, TypeError, struct.error...
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ValueError(f"cannot read mask {path}: not a readable image ({reason})") from None
 

@@ -208,7 +208,7 @@ def open_upload(data: bytes, field: str, *, max_pixels: int) -> Image.Image:
     try:
         img.load()
         return ImageOps.exif_transpose(img)
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # Pillow reports damaged files as OSError, SyntaxError, TypeError, struct.error...
         raise _http_error(
             422, f"the {field} upload could not be decoded: truncated or corrupt {img.format} ({exc})"
         ) from None
