@@ -62,8 +62,9 @@ def test_inpainter_keeps_size_and_known_pixels_for_any_numpy_image(model, size, 
 
 
 @SETTINGS
-@given(size=image_sizes, kind=mask_kinds, seed=st.integers(0, 2**31), dtype=st.sampled_from([torch.float32,
-                                                                                              torch.float64]))  # fmt: skip
+@given(
+    size=image_sizes, kind=mask_kinds, seed=st.integers(0, 2**31), dtype=st.sampled_from([torch.float32, torch.float64])
+)
 def test_inpainter_tensor_output_is_finite_and_known_pixels_exact(model, size, kind, seed, dtype) -> None:
     h, w = size
     rng = np.random.default_rng(seed)
