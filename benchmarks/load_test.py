@@ -149,7 +149,7 @@ def run_load(
     def client(index: int) -> None:
         rng = np.random.default_rng([seed, index])
         with httpx.Client(base_url=url, timeout=120, trust_env=False) as http:
-            while (ticket := take_ticket()) is not None:
+            while take_ticket() is not None:
                 files = _request_body(rng, min_side, max_side)
                 start = time.monotonic()
                 try:
