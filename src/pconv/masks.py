@@ -340,6 +340,7 @@ def generate_hole_mask(
     ratio_bin: tuple[float, float] | None = None,
     preset: str | MaskPreset = "medium",
     border: int = 0,
+    scale: float | None = None,
 ) -> np.ndarray:
     """A random irregular hole mask of strokes, blobs, ellipses and specks.
 
@@ -350,6 +351,8 @@ def generate_hole_mask(
             None: a random number of shapes (``preset.shapes``), hole ratio uncontrolled.
         preset: a name in ``PRESETS`` ("thin", "medium", "thick", "blobs") or a ``MaskPreset``.
         border: no hole pixel lies within this many pixels of the edge (the paper: 50 at 512 × 512).
+        scale: size of the shapes relative to their size at 512 × 512; None scales them with the image
+            (``min(height, width) / 512``). 1.0 on a 256 × 256 crop gives strokes as wide in pixels as at 512.
 
     Returns:
         hole_mask: (height, width) uint8 in {0, 1}, 1 = hole.
@@ -363,7 +366,10 @@ def generate_hole_mask(
     if ratio_bin is not None:
         _check_bin(ratio_bin, height, width, border)
     canvas = np.zeros((height - 2 * border, width - 2 * border), np.uint8)  # holes are drawn inside the border
-    scale = min(height, width) / _REFERENCE_SIZE
+    if scale is None:
+        scale = min(height, width) / _REFERENCE_SIZE
+    elif not scale > 0:
+        raise ValueError(f"mask shape scale must be positive, got {scale}")
     if ratio_bin is None:
         for _ in range(int(rng.integers(p.shapes[0], p.shapes[1], endpoint=True))):
             for step in _shape_steps(cv2, rng, p, scale, *canvas.shape):
@@ -407,19 +413,27 @@ class GeneratedMasks:
     """Procedural masks: each sample picks one of ``bins`` uniformly, then generates a mask in it.
 
     Attributes:
-        preset: a name in ``PRESETS`` or a ``MaskPreset``.
+        preset: a name in ``PRESETS``, ``"mixed"`` (a preset picked at random for each mask), or a ``MaskPreset``.
         bins: hole-ratio bins (lo, hi] to pick from; empty means no ratio control.
         border: hole-free margin in pixels of the sampled size.
+        scale: shape size relative to 512 × 512 (see ``generate_hole_mask``); None scales with the sampled size.
     """
 
     preset: str | MaskPreset = "medium"
     bins: tuple[tuple[float, float], ...] = RATIO_BINS
     border: int = 0
+    scale: float | None = None
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """(size, size) uint8 in {0, 1}, 1 = hole."""
         ratio_bin = self.bins[int(rng.integers(len(self.bins)))] if self.bins else None
-        return generate_hole_mask(size, size, rng=rng, ratio_bin=ratio_bin, preset=self.preset, border=self.border)
+        preset = self.preset
+        if preset == "mixed":
+            names = sorted(PRESETS)
+            preset = names[int(rng.integers(len(names)))]
+        return generate_hole_mask(
+            size, size, rng=rng, ratio_bin=ratio_bin, preset=preset, border=self.border, scale=self.scale
+        )
 
 
 # The NVIDIA irregular mask test set: 2,000 masks per bin; in each bin 1,000 border-constrained, then 1,000 not.
