@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 HELP = "Measure latency, memory and training speed against a plain-convolution floor; write RESULTS.md."
@@ -47,12 +46,18 @@ def run(args: argparse.Namespace) -> int:
         overrides["repeats"] = max(1, args.repeats)
     settings = BenchSettings.quick(**overrides) if args.quick else BenchSettings(**overrides)  # type: ignore[arg-type]
     results = run_benchmarks(settings, progress=lambda msg: print(f"pconv bench: {msg}", flush=True))
-    program = Path(sys.argv[0]).name
-    program = "python -m pconv" if program == "__main__.py" else program
-    command = " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
-    paths = write_outputs(results, args.output_dir, command=command)
+    paths = write_outputs(results, args.output_dir, command=_command_line(args))
     for row in goals(results):
         met = {True: "met", False: "NOT met", None: ""}[row["met"]]
         print(f"pconv bench: {row['goal']}: {row['figure']} {met}".rstrip())
     print(f"pconv bench: wrote {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``pconv bench`` command equivalent to ``args`` (for RESULTS.md)."""
+    words = ["pconv", "bench", "--output-dir", str(args.output_dir), "--device", args.device]
+    words += ["--threads", str(args.threads)] + (["--repeats", str(args.repeats)] if args.repeats else [])
+    flags = {"--quick": args.quick, "--no-compile": args.no_compile, "--no-onnx": args.no_onnx}
+    words += [flag for flag, on in flags.items() if on] + (["--overwrite"] if args.overwrite else [])
+    return " ".join(shlex.quote(w) for w in words)
