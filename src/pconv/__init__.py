@@ -15,6 +15,7 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "pconv.config",
     "PartialConv2d": "pconv.layers",
     "PConvUNet": "pconv.model",
+    "Inpainter": "pconv.inference",
     "build_model": "pconv.model",
     "composite": "pconv.model",
     "load_weights": "pconv.model",

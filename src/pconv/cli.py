@@ -17,6 +17,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "bench": "bench",
     "demo": "demo",
+    "explain": "explain",
+    "export-onnx": "export_onnx",
+    "inpaint": "inpaint",
 }
 
 

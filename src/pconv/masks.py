@@ -11,12 +11,16 @@ The conversion between them lives here and nowhere else.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["HOLE_THRESHOLD", "hole_to_valid", "valid_to_hole", "binarize_hole", "load_hole_mask"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["HOLE_THRESHOLD", "hole_to_valid", "valid_to_hole", "binarize_hole", "load_hole_mask", "pil_to_hole_mask"]
 
 # A grey level above this (on 0..255) counts as hole: anti-aliased brush edges at half grey or more are hole.
 HOLE_THRESHOLD = 127
@@ -57,18 +61,27 @@ def load_hole_mask(path: str | Path, *, threshold: int = HOLE_THRESHOLD) -> np.n
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                alpha = np.asarray(rgba.getchannel("A"))
-                grey = np.asarray(rgba.convert("L"))
-                # A fully opaque image carries its hole in the grey values; otherwise the alpha is the paint.
-                arr = grey if alpha.min() == 255 else alpha
-            else:
-                arr = np.asarray(img.convert("L"))
+            return pil_to_hole_mask(img, threshold=threshold)
     except FileNotFoundError:
         raise FileNotFoundError(f"mask file not found: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"cannot read mask {path}: not a readable image ({exc})") from None
+
+
+def pil_to_hole_mask(img: Image.Image, *, threshold: int = HOLE_THRESHOLD) -> np.ndarray:
+    """A PIL mask image (any mode), white = hole -> (H, W) uint8 in {0, 1}, 1 = hole.
+
+    Colour masks are converted to grey; a mask whose only content is its alpha channel (transparent = known,
+    opaque = hole, as painted on a layer) uses the alpha. Grey levels above ``threshold`` are hole.
+    """
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        grey = np.asarray(rgba.convert("L"))
+        # A fully opaque image carries its hole in the grey values; otherwise the alpha is the paint.
+        arr = grey if alpha.min() == 255 else alpha
+    else:
+        arr = np.asarray(img.convert("L"))
     return binarize_hole(np.ascontiguousarray(arr, dtype=np.uint8), threshold=threshold)
 
 
