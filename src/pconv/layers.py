@@ -119,7 +119,10 @@ class PartialConv2d(nn.Conv2d):
         if len(xs) != len(valid_masks) or sum(x.shape[1] for x in xs) != self.in_channels:
             raise ValueError(f"segments of {[x.shape[1] for x in xs]} channels do not make {self.in_channels}")
         valid_masks = [m.detach() for m in valid_masks]
-        weighted = sum(x.shape[1] * m.float() for x, m in zip(xs, valid_masks))  # (N, 1, H, W) channel counts
+        with torch.no_grad():
+            weighted = valid_masks[0].float() * xs[0].shape[1]  # (N, 1, H, W) channel counts
+            for x, m in zip(xs[1:], valid_masks[1:]):
+                weighted.add_(m.float(), alpha=x.shape[1])  # exact: small integers in fp32
         msum = self.mask_sum(weighted)
         if not premasked:
             xs = [x * m.to(x.dtype) for x, m in zip(xs, valid_masks)]
