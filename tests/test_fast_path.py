@@ -61,8 +61,12 @@ def test_fused_channels_last_equals_plain_model() -> None:
     image, valid = inputs(2, 64, 64)
     with torch.inference_mode():
         ref, _ = model(image, valid)
-        out, _ = fused(image.contiguous(memory_format=torch.channels_last), valid)
+        out, _ = fused(image, valid)
+        out_cl, _ = fused(image.contiguous(memory_format=torch.channels_last), valid)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_cl, ref, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous() and fused.channels_last
+    assert fused.decoder[1].conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_fused_model_still_ignores_hole_pixels() -> None:

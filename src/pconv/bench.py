@@ -77,7 +77,9 @@ class BenchSettings:
         device: ``"cpu"`` runs the CPU sections; ``"cuda"`` (or another device) runs the GPU section.
         gpu_batch: batch of the GPU throughput section.
         cuda_graphs: capture the batch-1 GPU forwards in CUDA graphs (CUDA only).
-        memory_cap_gib: address-space cap of each memory subprocess, so a huge forward fails with an error
+        channels_last: layout of the fused model in the size/memory section (channels-last also avoids the
+            im2col buffer of the layers PyTorch runs through its slow NCHW path).
+        memory_cap_gib: data-segment cap of each memory subprocess, so a huge forward fails with an error
             instead of pushing other processes out of memory.
         seed: weights, BatchNorm statistics and masks.
     """
@@ -100,6 +102,7 @@ class BenchSettings:
     device: str = "cpu"
     gpu_batch: int = 64
     cuda_graphs: bool = True
+    channels_last: bool = True
     memory_cap_gib: float = 12.0
     seed: int = 0
 
@@ -395,7 +398,7 @@ def bench_forward(s: BenchSettings, nets: Mapping[str, nn.Module]) -> dict[str, 
     floor_cl = copy.deepcopy(nets["floor"]).to(memory_format=cl)
     calls = {name: _forward(net, image, valid) for name, net in nets.items()}
     image_cl = image.contiguous(memory_format=cl)
-    calls["pconv_fused_channels_last"] = _forward(fused_cl, image_cl, valid)
+    calls["pconv_fused_channels_last"] = _forward(fused_cl, image, valid)  # the model switches layout itself
     calls["floor_channels_last"] = _forward(floor_cl, image_cl, valid)
     with torch.inference_mode():
         times = interleaved(calls, warmup=s.warmup, repeats=s.repeats)
@@ -470,6 +473,8 @@ def bench_fast_paths(s: BenchSettings, nets: Mapping[str, nn.Module]) -> dict[st
     image = torch.rand(1, 3, s.size, s.size, generator=torch.Generator().manual_seed(s.seed))
     valid = bench_valid_mask(1, s.size, s.size, s.hole_ratio, seed=s.seed)
     calls = {name: _forward(nets[name], image, valid) for name in ("floor", "floor_fused", "pconv_fused")}
+    fused_cl = fuse_for_inference(nets["pconv"], channels_last=True)
+    calls["pconv_fused_channels_last"] = _forward(fused_cl, image, valid)
     notes: dict[str, Any] = {}
     with torch.inference_mode():
         reference, _ = nets["pconv_fused"](image, valid)
@@ -551,6 +556,7 @@ def measure_size(s: BenchSettings, h: int, w: int) -> dict[str, Any]:
         "seed": s.seed,
         "hole_ratio": s.hole_ratio,
         "cap_bytes": int(s.memory_cap_gib * 1024**3),
+        "channels_last": s.channels_last,
         "use_inpainter": max(h, w) > max(max(hw) for hw in s.sizes),
     }
     src = str(Path(__file__).resolve().parents[1])
@@ -585,12 +591,12 @@ def _size_child(spec_json: str) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (spec["cap_bytes"], spec["cap_bytes"]))
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
-    model = fuse_for_inference(randomize_batchnorm(PConvUNet(ModelConfig.from_dict(spec["model"]))))
+    model = PConvUNet(ModelConfig.from_dict(spec["model"]))
+    model = fuse_for_inference(randomize_batchnorm(model), channels_last=spec["channels_last"])
     gc.collect()
     h, w = spec["h"], spec["w"]
-    valid = bench_valid_mask(1, h, w, spec["hole_ratio"], seed=spec["seed"])
-    image = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(spec["seed"]))
-    call, strategy = _size_call(model, image, valid, use_inpainter=spec["use_inpainter"])
+    call, strategy = _size_call(model, h, w, spec["hole_ratio"], seed=spec["seed"], use_inpainter=spec["use_inpainter"])
+    gc.collect()
     rss_before = _rss_mib()
     small = h * w <= 1024 * 1024  # small sizes get a warm-up call; a large one is timed once, cold
     times = []
@@ -607,30 +613,25 @@ def _size_child(spec_json: str) -> None:
 
 
 def _size_call(
-    model: PConvUNet, image: Tensor, valid: Tensor, *, use_inpainter: bool
+    model: PConvUNet, h: int, w: int, hole_ratio: float, *, seed: int, use_inpainter: bool
 ) -> tuple[Callable[[], object], str]:
     """The call to time at one size, and its name: the large-image strategy if asked and available."""
+    valid = bench_valid_mask(1, h, w, hole_ratio, seed=seed)  # (1, 1, H, W), 1 = known
+    image = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    layout = ", channels_last" if model.channels_last else ""
     if use_inpainter:
         try:
-            from pconv.inference import Inpainter  # the large-image strategy (tiling), when installed
+            from pconv.inference import Inpainter  # the large-image strategy, when installed
         except ImportError:
             log.warning("pconv.inference.Inpainter not available: timing a whole-image forward")
         else:
-            return _inpainter_call(Inpainter, model, image, valid)
-    return (lambda: model(image, valid)), "whole-image forward (fused)"
-
-
-def _inpainter_call(
-    inpainter_cls: Any, model: PConvUNet, image: Tensor, valid: Tensor
-) -> tuple[Callable[[], object], str]:
-    """Call the Inpainter on uint8 HWC arrays, as a user would (hole mask: 255 = hole)."""
-    import numpy as np
-
-    rgb = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
-    hole = ((1 - valid[0, 0].numpy()) * 255).astype(np.uint8)  # (H, W), 255 = hole
-    inpainter = inpainter_cls(model=model, device="cpu")
-    name = f"{inpainter_cls.__name__} (max_side {getattr(inpainter, 'max_side', '?')}), fused model"
-    return (lambda: inpainter(rgb, hole)), name
+            # uint8 (H, W, 3) RGB and (H, W) hole mask, 255 = hole: what a user passes.
+            rgb = (image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+            hole = ((1 - valid[0, 0]) * 255).to(torch.uint8).numpy()
+            inpainter = Inpainter(model=model, device="cpu")
+            name = f"Inpainter (max_side {inpainter.max_side}), fused model{layout}"
+            return (lambda: inpainter(rgb, hole)), name
+    return (lambda: model(image, valid)), f"whole-image forward (fused{layout})"
 
 
 # ------------------------------------------------------------------------------------------------ GPU section

@@ -47,6 +47,7 @@ class PConvUNet(nn.Module):
         self.config = config or ModelConfig()
         self.freeze_encoder_bn = freeze_encoder_bn
         self.fused = False  # set by fuse_for_inference: BatchNorm folded, features kept 0 in their holes
+        self.channels_last = False  # set by fuse_for_inference: features run in channels-last layout
         kernels, channels = self.config.kernels, self.config.channels
         c_img = self.config.in_channels
         self.encoder = nn.ModuleList()
@@ -99,6 +100,8 @@ class PConvUNet(nn.Module):
         premasked = self.fused
         if premasked:
             x = x * mask
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # every layer then keeps the layout
         feats, masks = [x], [mask]
         for block in self.encoder:
             x, mask = block([x], [mask], premasked=premasked)  # (N, C_i, H/2^i, W/2^i)
@@ -110,7 +113,7 @@ class PConvUNet(nn.Module):
             # concat with the skip, then 3x3 pconv
             x, mask = self.decoder[i]([x, feats[i]], [mask, masks[i]], premasked=premasked)
         output = (x[:, :, :h, :w] + 1) / 2
-        return output, mask[:, :, :h, :w]
+        return output.contiguous(), mask[:, :, :h, :w]
 
 
 def composite(image: Tensor, prediction: Tensor, valid_mask: Tensor) -> Tensor:
@@ -136,8 +139,8 @@ def fuse_for_inference(model: PConvUNet, *, channels_last: bool = False) -> PCon
 
     Args:
         model: a ``PConvUNet``; it is not modified.
-        channels_last: store the weights channels-last (pass inputs as
-            ``image.contiguous(memory_format=torch.channels_last)`` too); helps on some CPUs and GPUs.
+        channels_last: store the weights and run the features channels-last (inputs and outputs keep the
+            usual layout); faster on some CPUs and GPUs, see benchmarks/RESULTS.md.
     Returns:
         The fused copy, in eval mode, on the model's device.
     """
@@ -149,6 +152,7 @@ def fuse_for_inference(model: PConvUNet, *, channels_last: bool = False) -> PCon
     fused.fused = True
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
+        fused.channels_last = True
     return fused
 
 
