@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "Inpainter": "pconv.inference",
     "build_model": "pconv.model",
     "composite": "pconv.model",
+    "fuse_for_inference": "pconv.model",
     "load_weights": "pconv.model",
     "save_weights": "pconv.model",
 }

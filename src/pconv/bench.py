@@ -112,7 +112,7 @@ class BenchSettings:
         base: dict[str, Any] = dict(
             model=ModelConfig(depth=4, width=0.125),
             size=64,
-            sizes=((32, 32), (64, 64)),
+            sizes=((32, 32),),
             large=(72, 96),
             train_size=32,
             train_batch=2,
@@ -572,6 +572,23 @@ def measure_size(s: BenchSettings, h: int, w: int) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def _peak_rss_mib() -> float:
+    """Peak resident set of this process's address space in MiB: ``VmHWM`` (Linux), else ``ru_maxrss``.
+
+    ``ru_maxrss`` of a fresh subprocess can report its parent's peak (Linux carries it across fork and exec);
+    ``VmHWM`` belongs to the address space that exec created.
+    """
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def _rss_mib() -> float:
     """Current resident set size of this process in MiB (Linux; 0 elsewhere)."""
     try:
@@ -607,7 +624,7 @@ def _size_child(spec_json: str) -> None:
             t0 = time.perf_counter()
             call()
             times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = _peak_rss_mib()
     result = {"h": h, "w": w, "strategy": strategy, "rss_before_mib": rss_before, "peak_rss_mib": peak}
     print(json.dumps({**result, **summarize(times)}))
 

@@ -202,7 +202,7 @@ def _md_sizes(rows: list[Mapping[str, Any]]) -> list[str]:
     lines = [
         "## Latency and peak memory against size (fused model, a fresh process per size)",
         "",
-        "Peak memory is the process's resident-set high-water mark (`ru_maxrss`): Python, torch and the "
+        "Peak memory is the process's resident-set high-water mark (`VmHWM`): Python, torch and the "
         "weights included; 'before' is the resident set just before the first forward.",
         "",
         "| size (WxH) | strategy | median s | peak RSS MiB | before MiB |",

@@ -133,9 +133,10 @@ class PartialConv2d(nn.Conv2d):
     def _renormalise(self, out: Tensor, msum: Tensor, window: int, mask_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Apply ``sum(1)/sum(M)``, the bias where ``sum(M) > 0``, and zero elsewhere (eq. 1 and 2)."""
         with torch.no_grad(), torch.autocast(out.device.type, enabled=False):
-            new_mask = (msum > 0).float()  # (N, 1, H', W')
-            # Exact fp32 ratio; clamp only avoids 0/0, the ratio is 0 where the window is all hole.
-            ratio = (window / msum.clamp(min=1.0)) * new_mask
+            # Exact fp32 ratio sum(1)/sum(M), 0 where the window is all hole (1/0 = inf -> 0), in three in-place
+            # ops on a fresh tensor; the new mask is its sign. Few ops: each one is a thread-pool round trip.
+            ratio = msum.reciprocal().mul_(window).nan_to_num_(posinf=0.0)  # (N, 1, H', W')
+            new_mask = ratio.sign()  # (N, 1, H', W') in {0, 1}
         # In place on the fresh convolution output (autograd allows it: the convolution's backward does not
         # need its output): one pass for the ratio, one for the bias where sum(M) > 0 (bias * m is exact).
         out.mul_(ratio.to(out.dtype))
