@@ -381,6 +381,8 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+    if hasattr(os, "getloadavg"):
+        info["loadavg"] = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
