@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
+    "bench": "bench",
     "demo": "demo",
     "explain": "explain",
     "export-onnx": "export_onnx",
