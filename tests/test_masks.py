@@ -276,3 +276,12 @@ def test_mixed_preset_and_fixed_scale_make_wider_strokes_on_small_crops() -> Non
         assert 0.3 < ratio <= 0.4
     with pytest.raises(ValueError, match="scale"):
         GeneratedMasks(scale=-1.0).sample(np.random.default_rng(0), 64)
+
+
+def test_narrow_bin_with_oversized_shapes_still_lands_in_bin() -> None:
+    """Regression: thick 512-scale shapes on a small crop overshot every try and the generator raised mid-epoch."""
+    for seed in range(10):
+        hole = generate_hole_mask(
+            96, 96, rng=np.random.default_rng(seed), ratio_bin=(0.1, 0.102), preset="thick", scale=3.0
+        )
+        assert 0.1 < hole.mean() <= 0.102

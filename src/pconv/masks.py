@@ -292,6 +292,17 @@ def _shape_steps(
         yield from _stroke_steps(cv2, rng, p, scale, h, w)
 
 
+def _fill_pixels(cv2: Any, canvas: np.ndarray, rng: np.random.Generator, n: int) -> None:
+    """Turn ``n`` known pixels into hole, preferring those that touch the hole (so no stray specks appear)."""
+    if n <= 0:
+        return
+    grown = cv2.dilate(canvas, np.ones((3, 3), np.uint8))
+    ring = np.flatnonzero((grown > 0) & (canvas == 0))
+    known = ring if ring.size >= n else np.flatnonzero(canvas == 0)
+    chosen = rng.choice(known, size=min(n, known.size), replace=False)
+    canvas.reshape(-1)[chosen] = 1
+
+
 def _fill_to_count(
     cv2: Any, canvas: np.ndarray, rng: np.random.Generator, p: MaskPreset, scale: float, lo_px: float, hi_px: float
 ) -> None:
@@ -313,7 +324,9 @@ def _fill_to_count(
                 overshoots += 1
                 shrink *= 0.7
                 if overshoots > 200:
-                    raise RuntimeError(f"could not reach a hole count in ({lo_px}, {hi_px}] pixels")
+                    # Every shape overshoots the narrow gap left: finish with single pixels next to the hole.
+                    _fill_pixels(cv2, canvas, rng, int(target) - count)
+                    return
                 break
             count = new
             if count >= target:
