@@ -249,3 +249,16 @@ def test_tensorboard_gets_each_loss_term_lr_validation_and_image_grids(tmp_path:
     assert {"val/l1", "val/psnr", "val/ssim"} <= scalars
     (grid,) = events.Images("train/input_mask_output_composite")
     assert grid.step == 4 and grid.width == 4 * 34 + 2 and grid.height == 2 * 34 + 2  # 2 samples x 4 panels
+
+
+def test_init_weights_starts_from_a_weights_file_and_rejects_another_network(tmp_path: Path) -> None:
+    first = train(tiny_config(tmp_path / "a"), train_set=SyntheticPhotos(), val_set=None)
+    weights = export_weights(first, tmp_path / "a.safetensors")
+    cfg = tiny_config(tmp_path / "b", "phase1.steps=0", "phase2.steps=0", f"train.init_weights={weights}")
+    run = prepare_run(cfg, train_set=SyntheticPhotos(), val_set=None)
+    source = load_weights(weights).state_dict()
+    assert all(torch.equal(v, source[k]) for k, v in run.model.state_dict().items())
+
+    other = tiny_config(tmp_path / "c", "model.width=0.125", f"train.init_weights={weights}")
+    with pytest.raises(ValueError, match="init_weights"):
+        prepare_run(other, train_set=SyntheticPhotos(), val_set=None)

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "build_model": "pconv.model",
     "composite": "pconv.model",
     "create_app": "pconv.server",
+    "fuse_for_inference": "pconv.model",
     "load_weights": "pconv.model",
     "save_weights": "pconv.model",
     "Config": "pconv.config",

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
+    "bench": "bench",
     "demo": "demo",
     "explain": "explain",
     "export-onnx": "export_onnx",

@@ -137,6 +137,9 @@ class DataConfig:
         val_root: folder of validation photos; the first ``val_count`` (sorted by path) form a fixed validation
             set with fixed masks. ``None``: no validation.
         masks: ``"generated"`` for procedural stroke masks, or a folder of NVIDIA-style mask PNGs (white = hole).
+        mask_preset: with generated masks, a preset of ``pconv.masks.PRESETS`` or ``"mixed"`` (one picked per mask).
+        mask_scale: with generated masks, the shape size relative to a 512 × 512 image; 0 scales shapes with the
+            crop. 1.0 on 256 crops trains on holes as wide in pixels as those of 512 × 512 evaluation masks.
         crop_size: side of the random square training crops.
         batch_size: images per step *per process* (the global batch is this times the number of processes).
         num_workers: DataLoader worker processes (0 = load in the training process).
@@ -147,6 +150,8 @@ class DataConfig:
     train_root: str = ""
     val_root: Optional[str] = None
     masks: str = "generated"
+    mask_preset: str = "medium"
+    mask_scale: float = 0.0
     crop_size: int = 256
     batch_size: int = 6  # paper, section 4
     num_workers: int = 2
@@ -160,8 +165,8 @@ class DataConfig:
         for name in ("crop_size", "val_size"):  # photos are resized up to the crop: a typo must not eat the RAM
             if getattr(self, name) > MAX_CROP_SIZE:
                 raise ValueError(f"data.{name} must be <= {MAX_CROP_SIZE} pixels, got {getattr(self, name)}")
-        if self.num_workers < 0 or self.val_count < 0:
-            raise ValueError("data.num_workers and data.val_count must be >= 0")
+        if self.num_workers < 0 or self.val_count < 0 or self.mask_scale < 0:
+            raise ValueError("data.num_workers, data.val_count and data.mask_scale must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,8 @@ class TrainConfig:
         keep_last: checkpoints kept in the run directory (older ones are deleted).
         progress: show a tqdm progress bar.
         tensorboard: write TensorBoard events (skipped with a warning if tensorboard is not installed).
+        init_weights: a safetensors weights file (``pconv.model.save_weights``) to start from instead of random
+            weights, e.g. the shipped model for fine-tuning; its network must match ``model``. Ignored on resume.
     """
 
     out_dir: str = "runs/pconv"
@@ -217,6 +224,7 @@ class TrainConfig:
     keep_last: int = 3
     progress: bool = True
     tensorboard: bool = True
+    init_weights: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

@@ -164,7 +164,7 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
         if root is not None and not Path(root).is_dir():
             raise FileNotFoundError(f"{name}: folder not found: {root}")
     if data.masks == "generated":
-        masks: Any = GeneratedMasks()
+        masks: Any = GeneratedMasks(preset=data.mask_preset, scale=data.mask_scale or None)
     elif Path(data.masks).is_dir():
         masks = NvidiaMasks(data.masks)
     else:
@@ -254,6 +254,18 @@ def _save_config(cfg: Config, run_dir: Path) -> None:
     _write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(data, sort_keys=False))
 
 
+def _load_init_weights(model: PConvUNet, path: str, expected: ModelConfig) -> None:
+    """Copy the weights of a ``save_weights`` file into ``model`` (fine-tuning start); the networks must match."""
+    from pconv.model import load_weights
+
+    source = load_weights(path)
+    if source.config != expected:
+        raise ValueError(f"train.init_weights {path} holds a {source.config} network but the config asks for "
+                         f"{expected}; set model.depth/model.width to match")
+    model.load_state_dict(source.state_dict())
+    log.info("initialised the model from %s", path)
+
+
 def prepare_run(
     cfg: Config, *, resume: bool = False, train_set: Optional[Dataset] = None, val_set: Optional[Dataset] = None
 ) -> TrainRun:
@@ -290,6 +302,8 @@ def prepare_run(
     optimizer = torch.optim.Adam(model.parameters(), lr=first_phase.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step = 0
+    if tc.init_weights and not resume:
+        _load_init_weights(model, tc.init_weights, cfg.model)
     if resume:
         found = load_latest_checkpoint(run_dir)
         if found is None:
