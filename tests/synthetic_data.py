@@ -56,12 +56,30 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=12)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()
-    cfg = load_config(None, ["model.depth=3", "model.width=0.0625", "loss.perceptual=0", "loss.style=0",
-                             "data.batch_size=2", "data.num_workers=0", "data.crop_size=32", "train.device=cpu",
-                             "train.threads=1", "train.progress=False", "train.tensorboard=False",
-                             f"train.out_dir={args.out_dir}", *args.overrides])
-    run = prepare_run(cfg, resume=args.resume, train_set=SyntheticPhotos(args.photos, cfg.data.crop_size),
-                      val_set=SyntheticPhotos(4, cfg.data.crop_size, seed=99))
+    cfg = load_config(
+        None,
+        [
+            "model.depth=3",
+            "model.width=0.0625",
+            "loss.perceptual=0",
+            "loss.style=0",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "data.crop_size=32",
+            "train.device=cpu",
+            "train.threads=1",
+            "train.progress=False",
+            "train.tensorboard=False",
+            f"train.out_dir={args.out_dir}",
+            *args.overrides,
+        ],
+    )
+    run = prepare_run(
+        cfg,
+        resume=args.resume,
+        train_set=SyntheticPhotos(args.photos, cfg.data.crop_size),
+        val_set=SyntheticPhotos(4, cfg.data.crop_size, seed=99),
+    )
     fit(run)
     if args.dump_params is not None:
         args.dump_params.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,6 @@ from pconv.config import Config, LossConfig, ModelConfig, PhaseConfig, config_fr
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-
-
 def test_defaults_are_the_paper_recipe() -> None:
     cfg = Config()
     assert (cfg.loss.valid, cfg.loss.hole, cfg.loss.perceptual, cfg.loss.style, cfg.loss.tv) == (1, 6, 0.05, 120, 0.1)
@@ -23,8 +21,19 @@ def test_defaults_are_the_paper_recipe() -> None:
 
 
 def test_overrides_are_parsed_and_type_checked() -> None:
-    cfg = load_config(None, ["--model.width=0.5", "model.depth=4", "phase1.lr=1e-3", "loss.vgg_weights=/w/vgg.pth",
-                             "train.compile=True", "data.masks=generated", "data.val_root=None", "loss.hole=7"])
+    cfg = load_config(
+        None,
+        [
+            "--model.width=0.5",
+            "model.depth=4",
+            "phase1.lr=1e-3",
+            "loss.vgg_weights=/w/vgg.pth",
+            "train.compile=True",
+            "data.masks=generated",
+            "data.val_root=None",
+            "loss.hole=7",
+        ],
+    )
     assert cfg.model == ModelConfig(depth=4, width=0.5)
     assert cfg.phase1 == PhaseConfig(steps=Config().phase1.steps, lr=1e-3)  # other keys keep the section's default
     assert cfg.loss.vgg_weights == "/w/vgg.pth" and cfg.train.compile is True and cfg.data.val_root is None
@@ -82,6 +91,10 @@ def test_paper_preset_has_the_two_phase_schedule() -> None:
     cfg = load_config(CONFIGS / "paper.yaml")
     assert cfg.model == ModelConfig() and cfg.data.batch_size == 6 and cfg.data.crop_size == 512
     assert (cfg.phase1.lr, cfg.phase1.freeze_encoder_bn, cfg.phase2.lr, cfg.phase2.freeze_encoder_bn) == (
-        2e-4, False, 5e-5, True)
+        2e-4,
+        False,
+        5e-5,
+        True,
+    )
     assert cfg.loss == LossConfig(vgg_weights=cfg.loss.vgg_weights)
     assert cfg.phase_at(0)[0] == 1 and cfg.phase_at(cfg.phase1.steps)[0] == 2

@@ -17,9 +17,21 @@ SRC = HERE.parent / "src"
 
 def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "synthetic_data.py"), str(tmp_path / "run"), "--dump-params", str(tmp_path / "params"),
-           "phase1.steps=6", "phase2.steps=2", "train.ckpt_every=4", "train.log_every=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "synthetic_data.py"),
+        str(tmp_path / "run"),
+        "--dump-params",
+        str(tmp_path / "params"),
+        "phase1.steps=6",
+        "phase2.steps=2",
+        "train.ckpt_every=4",
+        "train.log_every=2",
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0 = torch.load(tmp_path / "params" / "rank0.pt")

@@ -66,8 +66,14 @@ def test_weights_are_applied_as_configured() -> None:
     output = torch.rand_like(image)
     vgg = VGG16Features()
     paper = InpaintingLoss(LossConfig(ssim=0.5), vgg=vgg)(output, image, valid)
-    expected = (paper["valid"] + 6 * paper["hole"] + 0.05 * paper["perceptual"]
-                + 120 * (paper["style_out"] + paper["style_comp"]) + 0.1 * paper["tv"] + 0.5 * paper["ssim"])
+    expected = (
+        paper["valid"]
+        + 6 * paper["hole"]
+        + 0.05 * paper["perceptual"]
+        + 120 * (paper["style_out"] + paper["style_comp"])
+        + 0.1 * paper["tv"]
+        + 0.5 * paper["ssim"]
+    )
     torch.testing.assert_close(paper["total"], expected)
     doubled = InpaintingLoss(LossConfig(hole=12.0, ssim=0.5), vgg=vgg)(output, image, valid)
     torch.testing.assert_close(doubled["total"] - paper["total"], 6 * paper["hole"])
@@ -138,11 +144,13 @@ def test_vgg_loads_torchvision_state_dict_from_local_file(
         save_file(torchvision_vgg16_features, str(path))
     vgg = load_vgg16_features(path)
     reference = make_layers(cfgs["D"]).eval()
-    reference.load_state_dict({k[len("features."):]: v for k, v in torchvision_vgg16_features.items()
-                               if k.startswith("features.")})
+    reference.load_state_dict(
+        {k[len("features.") :]: v for k, v in torchvision_vgg16_features.items() if k.startswith("features.")}
+    )
     image = torch.rand(1, 3, 32, 32)
     normalised = (image - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
-        [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     with torch.no_grad():
         pools = vgg(image)
         for pool, end in zip(pools, (5, 10, 17)):

@@ -259,9 +259,9 @@ def test_cli_bad_bin_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_mixed_preset_and_fixed_scale_make_wider_strokes_on_small_crops() -> None:
     """scale=1.0 on a 128 crop draws shapes at their 512-pixel size: fewer, wider pieces for the same bin."""
-    from pconv.masks import GeneratedMasks
-
     import cv2
+
+    from pconv.masks import GeneratedMasks
 
     def pieces(source: GeneratedMasks) -> float:
         counts = [cv2.connectedComponents(source.sample(np.random.default_rng(s), 128))[0] - 1 for s in range(40)]

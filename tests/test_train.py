@@ -27,11 +27,28 @@ TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 
 
 def tiny_config(out_dir: Path, *overrides: str) -> Config:
-    return load_config(None, ["model.depth=3", "model.width=0.0625", "loss.perceptual=0", "loss.style=0",
-                              "data.batch_size=2", "data.num_workers=0", "data.crop_size=32", "train.device=cpu",
-                              "train.progress=False", "train.tensorboard=False", f"train.out_dir={out_dir}",
-                              "phase1.steps=8", "phase2.steps=4", "train.ckpt_every=4", "train.log_every=2",
-                              "train.val_every=0", *overrides])
+    return load_config(
+        None,
+        [
+            "model.depth=3",
+            "model.width=0.0625",
+            "loss.perceptual=0",
+            "loss.style=0",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "data.crop_size=32",
+            "train.device=cpu",
+            "train.progress=False",
+            "train.tensorboard=False",
+            f"train.out_dir={out_dir}",
+            "phase1.steps=8",
+            "phase2.steps=4",
+            "train.ckpt_every=4",
+            "train.log_every=2",
+            "train.val_every=0",
+            *overrides,
+        ],
+    )
 
 
 def worker(out_dir: Path, *args: str) -> list[str]:
@@ -115,8 +132,7 @@ def test_phase_two_lowers_lr_and_freezes_only_the_encoder_batchnorm(tmp_path: Pa
     assert not torch.equal(a["decoder.1.bn.running_mean"], b["decoder.1.bn.running_mean"])  # decoder BN trains
     import json
 
-    lrs = [json.loads(line)["lr"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-           if '"train"' in line]
+    lrs = [json.loads(line)["lr"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
     assert lrs == [1e-3] * 4 + [1e-4] * 2
 
 
@@ -226,12 +242,22 @@ def test_cli_tiny_preset_trains_resumes_and_exports(tmp_path: Path, capsys) -> N
 
 
 def test_cli_rejects_bad_overrides_in_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pconv", "train", "--config", TINY,
-                             "--model.depth=deep"], capture_output=True, text=True, env=worker_env(), timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pconv", "train", "--config", TINY, "--model.depth=deep"],
+        capture_output=True,
+        text=True,
+        env=worker_env(),
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "model.depth" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    result = subprocess.run([sys.executable, "-m", "pconv", "train", "--model.detph=3"], capture_output=True,
-                            text=True, env=worker_env(), timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pconv", "train", "--model.detph=3"],
+        capture_output=True,
+        text=True,
+        env=worker_env(),
+        timeout=120,
+    )
     assert result.returncode == 2 and "unrecognized arguments: --model.detph=3" in result.stderr
 
 
@@ -239,8 +265,14 @@ def test_tensorboard_gets_each_loss_term_lr_validation_and_image_grids(tmp_path:
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = tiny_config(tmp_path / "run", "train.tensorboard=True", "train.image_every=4", "loss.ssim=1.0",
-                      "phase1.steps=4", "phase2.steps=0")
+    cfg = tiny_config(
+        tmp_path / "run",
+        "train.tensorboard=True",
+        "train.image_every=4",
+        "loss.ssim=1.0",
+        "phase1.steps=4",
+        "phase2.steps=0",
+    )
     train(cfg, train_set=SyntheticPhotos(), val_set=SyntheticPhotos(2, seed=7))
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()

@@ -108,8 +108,10 @@ def load_vgg16_features(path: str | Path) -> VGG16Features:
     wanted = model.state_dict()
     missing = [k for k in wanted if k not in state or tuple(state[k].shape) != tuple(wanted[k].shape)]
     if missing:
-        raise ValueError(f"{path} is not a torchvision VGG-16 state dict: {missing[0]} is missing or has another "
-                         f"shape; {VGG_WEIGHTS_HELP}")
+        raise ValueError(
+            f"{path} is not a torchvision VGG-16 state dict: {missing[0]} is missing or has another "
+            f"shape; {VGG_WEIGHTS_HELP}"
+        )
     model.load_state_dict({k: state[k].float() for k in wanted})
     return model
 
@@ -154,8 +156,10 @@ class InpaintingLoss(nn.Module):
         super().__init__()
         self.config = config or LossConfig()
         if self.config.needs_vgg and vgg is None:
-            raise ValueError(f"loss.perceptual={self.config.perceptual} and loss.style={self.config.style} need "
-                             f"ImageNet VGG-16 weights: {VGG_WEIGHTS_HELP}")
+            raise ValueError(
+                f"loss.perceptual={self.config.perceptual} and loss.style={self.config.style} need "
+                f"ImageNet VGG-16 weights: {VGG_WEIGHTS_HELP}"
+            )
         self.vgg = vgg if self.config.needs_vgg else None
 
     def forward(self, output: Tensor, target: Tensor, valid_mask: Tensor) -> dict[str, Tensor]:
@@ -209,7 +213,9 @@ def build_loss(config: LossConfig) -> InpaintingLoss:
     vgg = None
     if config.needs_vgg:
         if not config.vgg_weights:
-            raise ValueError(f"loss.perceptual={config.perceptual} and loss.style={config.style} need ImageNet "
-                             f"VGG-16 weights, and loss.vgg_weights is not set: {VGG_WEIGHTS_HELP}")
+            raise ValueError(
+                f"loss.perceptual={config.perceptual} and loss.style={config.style} need ImageNet "
+                f"VGG-16 weights, and loss.vgg_weights is not set: {VGG_WEIGHTS_HELP}"
+            )
         vgg = load_vgg16_features(config.vgg_weights)
     return InpaintingLoss(config, vgg=vgg)

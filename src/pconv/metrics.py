@@ -18,8 +18,10 @@ __all__ = ["l1", "psnr", "ssim", "ssim_map"]
 
 def _check(pred: Tensor, target: Tensor) -> None:
     if pred.dim() != 4 or pred.shape != target.shape:
-        raise ValueError(f"expected pred and target of the same (N, C, H, W) shape, got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+        raise ValueError(
+            f"expected pred and target of the same (N, C, H, W) shape, got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
 
 
 def l1(pred: Tensor, target: Tensor) -> Tensor:

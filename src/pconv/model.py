@@ -86,8 +86,10 @@ class PConvUNet(nn.Module):
             output_mask: (N, 1, H, W), 1 where the network had any known pixel in its receptive field.
         """
         if image.dim() != 4 or valid_mask.dim() != 4 or valid_mask.shape[1] != 1:
-            raise ValueError(f"expected image (N,C,H,W) and valid_mask (N,1,H,W), got {tuple(image.shape)} "
-                             f"and {tuple(valid_mask.shape)}")
+            raise ValueError(
+                f"expected image (N,C,H,W) and valid_mask (N,1,H,W), got {tuple(image.shape)} "
+                f"and {tuple(valid_mask.shape)}"
+            )
         if image.shape[0] != valid_mask.shape[0] or image.shape[2:] != valid_mask.shape[2:]:
             raise ValueError(f"image {tuple(image.shape)} and valid_mask {tuple(valid_mask.shape)} differ in size")
         h, w = image.shape[2:]
@@ -208,7 +210,9 @@ def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") 
     expected = model.state_dict()
     bad = [k for k in expected if k not in tensors or tensors[k].shape != expected[k].shape]
     if bad or set(tensors) - set(expected):
-        raise WeightsError(f"{path} does not match the pconv architecture in its metadata (first bad key: "
-                           f"{(bad or sorted(set(tensors) - set(expected)))[0]})")
+        raise WeightsError(
+            f"{path} does not match the pconv architecture in its metadata (first bad key: "
+            f"{(bad or sorted(set(tensors) - set(expected)))[0]})"
+        )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return model.eval()

@@ -113,8 +113,10 @@ class EpochBatchSampler:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world_size = rank, world_size
         if self.batches_per_epoch < 1:
-            raise ValueError(f"{n} training photos are too few for batches of {batch_size} on {world_size} "
-                             f"process(es); add photos or lower --data.batch_size")
+            raise ValueError(
+                f"{n} training photos are too few for batches of {batch_size} on {world_size} "
+                f"process(es); add photos or lower --data.batch_size"
+            )
 
     @property
     def batches_per_epoch(self) -> int:
@@ -140,14 +142,23 @@ def _batches_from(run: TrainRun) -> Iterator[tuple[Tensor, Tensor]]:
     should be, whatever ``num_workers`` is.
     """
     cfg = run.config
-    sampler = EpochBatchSampler(len(run.train_set), cfg.data.batch_size, seed=cfg.train.seed,  # type: ignore[arg-type]
-                                rank=run.dist.rank, world_size=run.dist.world_size)
+    sampler = EpochBatchSampler(
+        len(run.train_set),
+        cfg.data.batch_size,
+        seed=cfg.train.seed,  # type: ignore[arg-type]
+        rank=run.dist.rank,
+        world_size=run.dist.world_size,
+    )
     epoch, skip = divmod(run.step, sampler.batches_per_epoch)
     while True:
         if hasattr(run.train_set, "set_epoch"):
             run.train_set.set_epoch(epoch)
-        loader = DataLoader(run.train_set, batch_sampler=sampler.batches(epoch)[skip:],
-                            num_workers=cfg.data.num_workers, pin_memory=run.device.type == "cuda")
+        loader = DataLoader(
+            run.train_set,
+            batch_sampler=sampler.batches(epoch)[skip:],
+            num_workers=cfg.data.num_workers,
+            pin_memory=run.device.type == "cuda",
+        )
         yield from loader
         epoch, skip = epoch + 1, 0
 
@@ -260,8 +271,10 @@ def _load_init_weights(model: PConvUNet, path: str, expected: ModelConfig) -> No
 
     source = load_weights(path)
     if source.config != expected:
-        raise ValueError(f"train.init_weights {path} holds a {source.config} network but the config asks for "
-                         f"{expected}; set model.depth/model.width to match")
+        raise ValueError(
+            f"train.init_weights {path} holds a {source.config} network but the config asks for "
+            f"{expected}; set model.depth/model.width to match"
+        )
     model.load_state_dict(source.state_dict())
     log.info("initialised the model from %s", path)
 
@@ -293,8 +306,10 @@ def prepare_run(
         train_set, val_set = build_datasets(cfg)
     run_dir = Path(tc.out_dir)
     if not resume and list_checkpoints(run_dir):
-        raise ValueError(f"{run_dir} already holds checkpoints; pass --resume to continue that run, or choose "
-                         f"another --train.out_dir")
+        raise ValueError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue that run, or choose "
+            f"another --train.out_dir"
+        )
 
     torch.manual_seed(tc.seed)
     first_phase = cfg.phase_at(0)[1]
@@ -330,8 +345,9 @@ def prepare_run(
         _save_config(cfg, run_dir)
     if dist.enabled:
         torch_dist.barrier()
-    return TrainRun(cfg, run_dir, model, net, loss_fn, optimizer, scaler, device, amp_dtype, dist, train_set,
-                    val_set, step)
+    return TrainRun(
+        cfg, run_dir, model, net, loss_fn, optimizer, scaler, device, amp_dtype, dist, train_set, val_set, step
+    )
 
 
 # ---------------------------------------------------------------------------------------------- one step
@@ -345,8 +361,12 @@ def _divergence_message(run: TrainRun, terms: dict[str, Tensor]) -> str:
     phase_no, _ = run.config.phase_at(run.step)
     values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
     ckpts = list_checkpoints(run.run_dir)
-    keep = (f"the last good checkpoint is {ckpts[-1]}: resume it (pconv train --resume {run.run_dir}) with a lower "
-            f"--phase{phase_no}.lr or --train.precision=fp32" if ckpts else "no checkpoint had been written yet")
+    keep = (
+        f"the last good checkpoint is {ckpts[-1]}: resume it (pconv train --resume {run.run_dir}) with a lower "
+        f"--phase{phase_no}.lr or --train.precision=fp32"
+        if ckpts
+        else "no checkpoint had been written yet"
+    )
     return f"loss is not finite at step {run.step + 1} (phase {phase_no}; {values}); training stopped, {keep}"
 
 
@@ -459,8 +479,9 @@ class _RunLog:
                 self.writer = SummaryWriter(str(run.run_dir / "tensorboard"))
             except ImportError:
                 log.warning("tensorboard is not installed; no TensorBoard events (pip install tensorboard)")
-        self.bar = tqdm(total=run.config.total_steps, initial=run.step, disable=not tc.progress, unit="step",
-                        dynamic_ncols=True)
+        self.bar = tqdm(
+            total=run.config.total_steps, initial=run.step, disable=not tc.progress, unit="step", dynamic_ncols=True
+        )
 
     def scalars(self, step: int, kind: str, values: dict[str, float]) -> None:
         self.metrics.write(json.dumps({"step": step, "kind": kind, **values}) + "\n")
@@ -495,11 +516,18 @@ class _RunLog:
 def _validate(run: TrainRun, run_log: _RunLog) -> None:
     if run.val_set is None:
         return
-    scores = evaluate(run.model, run.val_set, device=run.device, batch_size=run.config.data.batch_size,
-                      amp_dtype=run.amp_dtype)
+    scores = evaluate(
+        run.model, run.val_set, device=run.device, batch_size=run.config.data.batch_size, amp_dtype=run.amp_dtype
+    )
     run_log.scalars(run.step, "val", scores)
-    log.info("step %d: validation l1 %.4f, PSNR %.2f dB, SSIM %.4f on %d images", run.step, scores["l1"],
-             scores["psnr"], scores["ssim"], scores["count"])
+    log.info(
+        "step %d: validation l1 %.4f, PSNR %.2f dB, SSIM %.4f on %d images",
+        run.step,
+        scores["l1"],
+        scores["psnr"],
+        scores["ssim"],
+        scores["count"],
+    )
 
 
 def fit(run: TrainRun) -> None:
@@ -520,8 +548,13 @@ def fit(run: TrainRun) -> None:
             if cfg.phase_at(run.step)[1] is not phase:
                 phase = cfg.phase_at(run.step)[1]
                 _enter_phase(run, phase)
-                log.info("step %d: phase %d, lr %g, encoder BatchNorm %s", run.step, cfg.phase_at(run.step)[0],
-                         phase.lr, "frozen" if phase.freeze_encoder_bn else "training")
+                log.info(
+                    "step %d: phase %d, lr %g, encoder BatchNorm %s",
+                    run.step,
+                    cfg.phase_at(run.step)[0],
+                    phase.lr,
+                    "frozen" if phase.freeze_encoder_bn else "training",
+                )
             image = image.to(run.device, non_blocking=True)
             valid_mask = valid_mask.to(run.device, non_blocking=True)
             terms, output = train_step(run, image, valid_mask)

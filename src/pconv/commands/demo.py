@@ -37,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is None:
         torch.manual_seed(args.seed)
         model = PConvUNet().eval()
-        print("pconv demo: no trained weights given, so this runs the paper's network on RANDOM weights; "
-              "the fill is noise, not a prediction.")
+        print(
+            "pconv demo: no trained weights given, so this runs the paper's network on RANDOM weights; "
+            "the fill is noise, not a prediction."
+        )
     else:
         model = load_weights(args.weights)
     image = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)[None]

@@ -20,10 +20,13 @@ def run(args: argparse.Namespace) -> int:
 
     from pconv.checkpoint import export_weights, model_from_checkpoint
 
-    path = export_weights(args.checkpoint, args.output, dtype=torch.float16 if args.fp16 else torch.float32,
-                          overwrite=args.overwrite)
+    path = export_weights(
+        args.checkpoint, args.output, dtype=torch.float16 if args.fp16 else torch.float32, overwrite=args.overwrite
+    )
     model, config = model_from_checkpoint(args.checkpoint)
     params = sum(p.numel() for p in model.parameters())
-    print(f"pconv export-weights: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {params / 1e6:.2f} M parameters, "
-          f"model {config['model']}); load it with pconv.load_weights or --weights")
+    print(
+        f"pconv export-weights: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {params / 1e6:.2f} M parameters, "
+        f"model {config['model']}); load it with pconv.load_weights or --weights"
+    )
     return 0

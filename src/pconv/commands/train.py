@@ -16,11 +16,18 @@ _OVERRIDE = "override:"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pconv.config import override_keys, type_name
 
-    parser.add_argument("--config", type=Path, default=None,
-                        help="YAML preset (e.g. configs/tiny.yaml); default: the paper's recipe")
-    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
-                        help="continue a run from its newest good checkpoint: RUN_DIR (its config.yaml is the "
-                             "preset unless --config is given), or train.out_dir when no RUN_DIR is given")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML preset (e.g. configs/tiny.yaml); default: the paper's recipe"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a run from its newest good checkpoint: RUN_DIR (its config.yaml is the "
+        "preset unless --config is given), or train.out_dir when no RUN_DIR is given",
+    )
     group = parser.add_argument_group("config overrides (--section.key=value, checked against the field type)")
     for key, tp in override_keys().items():
         group.add_argument(f"--{key}", dest=f"{_OVERRIDE}{key}", default=None, metavar=type_name(tp).upper())
@@ -44,10 +51,14 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.out_dir={run_dir}")
     cfg = load_config(preset, overrides)
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="pconv train: %(message)s" if rank == 0 else f"pconv train [rank {rank}]: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format="pconv train: %(message)s" if rank == 0 else f"pconv train [rank {rank}]: %(message)s",
+    )
     run_dir = train(cfg, resume=args.resume is not None)
     if rank == 0:
-        print(f"pconv train: done; run directory {run_dir} (config.yaml, ckpt_*.pt, metrics.jsonl). "
-              f"Export the weights with: pconv export-weights {run_dir} --output model.safetensors")
+        print(
+            f"pconv train: done; run directory {run_dir} (config.yaml, ckpt_*.pt, metrics.jsonl). "
+            f"Export the weights with: pconv export-weights {run_dir} --output model.safetensors"
+        )
     return 0
