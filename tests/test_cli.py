@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from pconv.cli import main
+from pconv.inference import default_weights_path
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -26,7 +27,8 @@ def test_demo_writes_side_by_side_png_and_says_random(tmp_path: Path, capsys) ->
     assert main(["demo", "--output", str(out)]) == 0
     with Image.open(out) as img:
         assert img.size == (768 * 2, 512)
-    assert "RANDOM" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert ("RANDOM" in out_text) != default_weights_path().is_file()
 
 
 def test_demo_never_overwrites_without_flag(tmp_path: Path) -> None:

@@ -255,3 +255,33 @@ def test_cli_bad_bin_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err.strip()
     assert err.startswith("pconv masks: error: --bin") and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_mixed_preset_and_fixed_scale_make_wider_strokes_on_small_crops() -> None:
+    """scale=1.0 on a 128 crop draws shapes at their 512-pixel size: fewer, wider pieces for the same bin."""
+    import cv2
+
+    from pconv.masks import GeneratedMasks
+
+    def pieces(source: GeneratedMasks) -> float:
+        counts = [cv2.connectedComponents(source.sample(np.random.default_rng(s), 128))[0] - 1 for s in range(40)]
+        return float(np.mean(counts))
+
+    scaled = GeneratedMasks(preset="medium", bins=((0.2, 0.3),), scale=1.0)
+    default = GeneratedMasks(preset="medium", bins=((0.2, 0.3),))
+    assert pieces(scaled) < pieces(default)
+    mixed = GeneratedMasks(preset="mixed", bins=((0.3, 0.4),))
+    for seed in range(20):
+        ratio = mixed.sample(np.random.default_rng(seed), 96).mean()
+        assert 0.3 < ratio <= 0.4
+    with pytest.raises(ValueError, match="scale"):
+        GeneratedMasks(scale=-1.0).sample(np.random.default_rng(0), 64)
+
+
+def test_narrow_bin_with_oversized_shapes_still_lands_in_bin() -> None:
+    """Regression: thick 512-scale shapes on a small crop overshot every try and the generator raised mid-epoch."""
+    for seed in range(10):
+        hole = generate_hole_mask(
+            96, 96, rng=np.random.default_rng(seed), ratio_bin=(0.1, 0.102), preset="thick", scale=3.0
+        )
+        assert 0.1 < hole.mean() <= 0.102

@@ -22,10 +22,19 @@ _EXPORTS: dict[str, str] = {
     "load_rgb": "pconv.data",
     "PartialConv2d": "pconv.layers",
     "PConvUNet": "pconv.model",
+    "Inpainter": "pconv.inference",
     "build_model": "pconv.model",
     "composite": "pconv.model",
+    "create_app": "pconv.server",
+    "fuse_for_inference": "pconv.model",
     "load_weights": "pconv.model",
     "save_weights": "pconv.model",
+    "Config": "pconv.config",
+    "load_config": "pconv.config",
+    "InpaintingLoss": "pconv.losses",
+    "VGG16Features": "pconv.losses",
+    "load_vgg16_features": "pconv.losses",
+    "export_weights": "pconv.checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

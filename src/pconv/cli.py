@@ -12,32 +12,49 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
+    "bench": "bench",
     "demo": "demo",
     "evaluate": "evaluate",
+    "explain": "explain",
+    "export-onnx": "export_onnx",
+    "export-weights": "export_weights",
+    "inpaint": "inpaint",
     "masks": "masks",
+    "serve": "serve",
+    "train": "train",
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line that points at ``--help`` (not usage + error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from pconv import __version__
 
-    parser = argparse.ArgumentParser(prog="pconv", description="Image inpainting with partial convolutions.")
+    parser = _Parser(prog="pconv", description="Image inpainting with partial convolutions.")
     parser.add_argument("--version", action="version", version=f"pconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"pconv.commands.{module_name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        cmd.set_defaults(_run=module.run, _parser=cmd)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's own parser, so the message names the command
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -137,7 +137,7 @@ def load_rgb(path: str | Path, *, min_short_side: int | None = None, max_pixels:
         raise
     except Image.DecompressionBombError as exc:
         raise ValueError(f"cannot read image {path}: too many pixels (decompression-bomb guard: {exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, EOFError, ValueError, IndexError) as exc:
+    except Exception as exc:  # Pillow reports damaged files as OSError, SyntaxError, TypeError, struct.error...
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ValueError(f"cannot read image {path}: not a readable image ({reason})") from None
 

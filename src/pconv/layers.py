@@ -67,13 +67,15 @@ class PartialConv2d(nn.Conv2d):
                 valid_mask.float(), self.ones_kernel.float(), None, self.stride, self.padding, self.dilation
             )
 
-    def forward(self, x: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, valid_mask: Tensor, *, premasked: bool = False) -> tuple[Tensor, Tensor]:
         """Partial convolution of ``x`` restricted to the known pixels.
 
         Args:
             x: (N, C_in, H, W) features.
             valid_mask: 1 = known, 0 = hole; (N, 1, H, W) when ``multi_channel`` is False, (N, C_in, H, W)
                 or (N, 1, H, W) (broadcast to every channel) when True.
+            premasked: the caller guarantees ``x`` is already 0 wherever ``valid_mask`` is 0, so ``X * M`` is
+                skipped (the result is the same; a wrong guarantee gives wrong results).
         Returns:
             out: (N, C_out, H', W'), zero wherever the window holds no known pixel.
             new_mask: (N, 1, H', W') or, with ``multi_channel``, (N, C_out, H', W'); 1 where any known pixel
@@ -95,10 +97,12 @@ class PartialConv2d(nn.Conv2d):
                 f"valid_mask has {valid_mask.shape[1]} channels; expected 1"
                 + (f" or {self.in_channels}" if self.multi_channel else " (multi_channel=False)")
             )
-        out = self._conv_forward(x * valid_mask.to(x.dtype), self.weight, None)
+        out = self._conv_forward(x if premasked else x * valid_mask.to(x.dtype), self.weight, None)
         return self._renormalise(out, msum, window, valid_mask.dtype)
 
-    def forward_concat(self, xs: Sequence[Tensor], valid_masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    def forward_concat(
+        self, xs: Sequence[Tensor], valid_masks: Sequence[Tensor], *, premasked: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Partial convolution of ``torch.cat(xs, 1)`` where segment ``i`` has its own single-channel mask.
 
         Equal to ``forward`` in multi-channel mode on the concatenation with each segment's mask repeated over
@@ -108,27 +112,36 @@ class PartialConv2d(nn.Conv2d):
         Args:
             xs: tensors (N, C_i, H, W) with ``sum(C_i) == in_channels``.
             valid_masks: tensors (N, 1, H, W), 1 = known, one per segment.
+            premasked: each ``xs[i]`` is already 0 wherever ``valid_masks[i]`` is 0 (skip the products).
         Returns:
             out: (N, C_out, H', W'); new_mask: (N, 1, H', W') (or (N, C_out, H', W') with ``multi_channel``).
         """
         if len(xs) != len(valid_masks) or sum(x.shape[1] for x in xs) != self.in_channels:
             raise ValueError(f"segments of {[x.shape[1] for x in xs]} channels do not make {self.in_channels}")
         valid_masks = [m.detach() for m in valid_masks]
-        weighted = sum(x.shape[1] * m.float() for x, m in zip(xs, valid_masks))  # (N, 1, H, W) channel counts
+        with torch.no_grad():
+            weighted = valid_masks[0].float() * xs[0].shape[1]  # (N, 1, H, W) channel counts
+            for x, m in zip(xs[1:], valid_masks[1:]):
+                weighted.add_(m.float(), alpha=x.shape[1])  # exact: small integers in fp32
         msum = self.mask_sum(weighted)
-        x = torch.cat([x * m.to(x.dtype) for x, m in zip(xs, valid_masks)], dim=1)  # (N, C_in, H, W)
+        if not premasked:
+            xs = [x * m.to(x.dtype) for x, m in zip(xs, valid_masks)]
+        x = torch.cat(list(xs), dim=1)  # (N, C_in, H, W)
         out = self._conv_forward(x, self.weight, None)
         return self._renormalise(out, msum, self.window_size * self.in_channels, valid_masks[0].dtype)
 
     def _renormalise(self, out: Tensor, msum: Tensor, window: int, mask_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Apply ``sum(1)/sum(M)``, the bias where ``sum(M) > 0``, and zero elsewhere (eq. 1 and 2)."""
         with torch.no_grad(), torch.autocast(out.device.type, enabled=False):
-            new_mask = (msum > 0).float()  # (N, 1, H', W')
-            # Exact fp32 ratio; clamp only avoids 0/0, the ratio is 0 where the window is all hole.
-            ratio = (window / msum.clamp(min=1.0)) * new_mask
-        out = out * ratio.to(out.dtype)
+            # Exact fp32 ratio sum(1)/sum(M), 0 where the window is all hole (1/0 = inf -> 0), in three in-place
+            # ops on a fresh tensor; the new mask is its sign. Few ops: each one is a thread-pool round trip.
+            ratio = msum.reciprocal().mul_(window).nan_to_num_(posinf=0.0)  # (N, 1, H', W')
+            new_mask = ratio.sign()  # (N, 1, H', W') in {0, 1}
+        # In place on the fresh convolution output (autograd allows it: the convolution's backward does not
+        # need its output): one pass for the ratio, one for the bias where sum(M) > 0 (bias * m is exact).
+        out.mul_(ratio.to(out.dtype))
         if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1).to(out.dtype) * new_mask.to(out.dtype)
+            out.addcmul_(self.bias.view(1, -1, 1, 1).to(out.dtype), new_mask.to(out.dtype))
         if self.multi_channel:
             new_mask = new_mask.expand(-1, self.out_channels, -1, -1)
         return out, new_mask.to(mask_dtype)
@@ -165,14 +178,42 @@ class PConvBlock(nn.Module):
         else:
             raise ValueError(f"unknown activation {activation!r}; use 'relu', 'leaky' or None")
 
-    def forward(self, xs: Sequence[Tensor], valid_masks: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Run the block on feature segments ``xs`` (N, C_i, H, W) with masks (N, 1, H, W), 1 = known."""
+    def forward(
+        self, xs: Sequence[Tensor], valid_masks: Sequence[Tensor], *, premasked: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Run the block on feature segments ``xs`` (N, C_i, H, W) with masks (N, 1, H, W), 1 = known.
+
+        With ``premasked`` the segments are already 0 in their holes (see ``PartialConv2d.forward``). Without
+        BatchNorm the block's output is itself 0 wherever its new mask is 0 (the activations map 0 to 0).
+        """
         if len(xs) == 1:
-            out, new_mask = self.conv(xs[0], valid_masks[0])
+            out, new_mask = self.conv(xs[0], valid_masks[0], premasked=premasked)
         else:
-            out, new_mask = self.conv.forward_concat(xs, valid_masks)
+            out, new_mask = self.conv.forward_concat(xs, valid_masks, premasked=premasked)
         if self.bn is not None:
             out = self.bn(out)
         if self.act is not None:
             out = self.act(out)
         return out, new_mask
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> None:
+        """Fold the BatchNorm's running statistics into the convolution, in place (for inference only).
+
+        BN(y) = s * y + t with ``s = gamma / sqrt(var + eps)``, ``t = beta - mean * s``. Scaling the weight by
+        ``s`` scales ``W^T(X*M) * sum(1)/sum(M)`` by ``s``; ``s * b + t`` becomes the convolution's bias, which
+        the partial convolution adds only where ``sum(M) > 0``. So the folded block equals the original wherever
+        its new mask is 1 and gives 0 (not ``act(t)``) in the holes, which every later partial convolution
+        multiplies by 0 anyway. Call it on a block in eval mode; it does nothing without BatchNorm.
+        """
+        if self.bn is None:
+            return
+        bn, conv = self.bn, self.conv
+        scale = torch.rsqrt(bn.running_var.double() + bn.eps)  # (C_out,), folded in float64, then cast back
+        shift = -bn.running_mean.double() * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight.double(), shift * bn.weight.double() + bn.bias.double()
+        bias = shift if conv.bias is None else conv.bias.double() * scale + shift
+        conv.weight.mul_(scale.to(conv.weight.dtype).view(-1, 1, 1, 1))
+        conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+        self.bn = None

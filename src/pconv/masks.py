@@ -22,11 +22,14 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = [
     "HOLE_THRESHOLD",
@@ -35,6 +38,7 @@ __all__ = [
     "hole_to_valid_array",
     "binarize_hole",
     "load_hole_mask",
+    "pil_to_hole_mask",
     "hole_array_to_valid_tensor",
     "RATIO_BINS",
     "MaskPreset",
@@ -92,23 +96,35 @@ def load_hole_mask(path: str | Path, *, threshold: int = HOLE_THRESHOLD) -> np.n
     Colour masks are converted to grey; a mask whose only content is its alpha channel (transparent = known,
     opaque = hole, as painted on a layer) uses the alpha.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                alpha = np.asarray(rgba.getchannel("A"))
-                grey = np.asarray(rgba.convert("L"))
-                # A fully opaque image carries its hole in the grey values; otherwise the alpha is the paint.
-                arr = grey if alpha.min() == 255 else alpha
-            else:
-                arr = np.asarray(img.convert("L"))
+            return pil_to_hole_mask(img, threshold=threshold)
     except FileNotFoundError:
         raise FileNotFoundError(f"mask file not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"cannot read mask {path}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"cannot read mask {path}: it declares too many pixels to decode safely") from None
+    except Exception as exc:  # Pillow reports damaged files as OSError, SyntaxError, TypeError, struct.error...
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"cannot read mask {path}: not a readable image ({reason})") from None
+
+
+def pil_to_hole_mask(img: Image.Image, *, threshold: int = HOLE_THRESHOLD) -> np.ndarray:
+    """A PIL mask image (any mode), white = hole -> (H, W) uint8 in {0, 1}, 1 = hole.
+
+    Colour masks are converted to grey; a mask whose only content is its alpha channel (transparent = known,
+    opaque = hole, as painted on a layer) uses the alpha. Grey levels above ``threshold`` are hole.
+    """
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        grey = np.asarray(rgba.convert("L"))
+        # A fully opaque image carries its hole in the grey values; otherwise the alpha is the paint.
+        arr = grey if alpha.min() == 255 else alpha
+    else:
+        arr = np.asarray(img.convert("L"))
     return binarize_hole(np.ascontiguousarray(arr, dtype=np.uint8), threshold=threshold)
 
 
@@ -279,6 +295,17 @@ def _shape_steps(
         yield from _stroke_steps(cv2, rng, p, scale, h, w)
 
 
+def _fill_pixels(cv2: Any, canvas: np.ndarray, rng: np.random.Generator, n: int) -> None:
+    """Turn ``n`` known pixels into hole, preferring those that touch the hole (so no stray specks appear)."""
+    if n <= 0:
+        return
+    grown = cv2.dilate(canvas, np.ones((3, 3), np.uint8))
+    ring = np.flatnonzero((grown > 0) & (canvas == 0))
+    known = ring if ring.size >= n else np.flatnonzero(canvas == 0)
+    chosen = rng.choice(known, size=min(n, known.size), replace=False)
+    canvas.reshape(-1)[chosen] = 1
+
+
 def _fill_to_count(
     cv2: Any, canvas: np.ndarray, rng: np.random.Generator, p: MaskPreset, scale: float, lo_px: float, hi_px: float
 ) -> None:
@@ -300,7 +327,9 @@ def _fill_to_count(
                 overshoots += 1
                 shrink *= 0.7
                 if overshoots > 200:
-                    raise RuntimeError(f"could not reach a hole count in ({lo_px}, {hi_px}] pixels")
+                    # Every shape overshoots the narrow gap left: finish with single pixels next to the hole.
+                    _fill_pixels(cv2, canvas, rng, int(target) - count)
+                    return
                 break
             count = new
             if count >= target:
@@ -327,6 +356,7 @@ def generate_hole_mask(
     ratio_bin: tuple[float, float] | None = None,
     preset: str | MaskPreset = "medium",
     border: int = 0,
+    scale: float | None = None,
 ) -> np.ndarray:
     """A random irregular hole mask of strokes, blobs, ellipses and specks.
 
@@ -337,6 +367,8 @@ def generate_hole_mask(
             None: a random number of shapes (``preset.shapes``), hole ratio uncontrolled.
         preset: a name in ``PRESETS`` ("thin", "medium", "thick", "blobs") or a ``MaskPreset``.
         border: no hole pixel lies within this many pixels of the edge (the paper: 50 at 512 × 512).
+        scale: size of the shapes relative to their size at 512 × 512; None scales them with the image
+            (``min(height, width) / 512``). 1.0 on a 256 × 256 crop gives strokes as wide in pixels as at 512.
 
     Returns:
         hole_mask: (height, width) uint8 in {0, 1}, 1 = hole.
@@ -350,7 +382,10 @@ def generate_hole_mask(
     if ratio_bin is not None:
         _check_bin(ratio_bin, height, width, border)
     canvas = np.zeros((height - 2 * border, width - 2 * border), np.uint8)  # holes are drawn inside the border
-    scale = min(height, width) / _REFERENCE_SIZE
+    if scale is None:
+        scale = min(height, width) / _REFERENCE_SIZE
+    elif not scale > 0:
+        raise ValueError(f"mask shape scale must be positive, got {scale}")
     if ratio_bin is None:
         for _ in range(int(rng.integers(p.shapes[0], p.shapes[1], endpoint=True))):
             for step in _shape_steps(cv2, rng, p, scale, *canvas.shape):
@@ -394,19 +429,27 @@ class GeneratedMasks:
     """Procedural masks: each sample picks one of ``bins`` uniformly, then generates a mask in it.
 
     Attributes:
-        preset: a name in ``PRESETS`` or a ``MaskPreset``.
+        preset: a name in ``PRESETS``, ``"mixed"`` (a preset picked at random for each mask), or a ``MaskPreset``.
         bins: hole-ratio bins (lo, hi] to pick from; empty means no ratio control.
         border: hole-free margin in pixels of the sampled size.
+        scale: shape size relative to 512 × 512 (see ``generate_hole_mask``); None scales with the sampled size.
     """
 
     preset: str | MaskPreset = "medium"
     bins: tuple[tuple[float, float], ...] = RATIO_BINS
     border: int = 0
+    scale: float | None = None
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """(size, size) uint8 in {0, 1}, 1 = hole."""
         ratio_bin = self.bins[int(rng.integers(len(self.bins)))] if self.bins else None
-        return generate_hole_mask(size, size, rng=rng, ratio_bin=ratio_bin, preset=self.preset, border=self.border)
+        preset = self.preset
+        if preset == "mixed":
+            names = sorted(PRESETS)
+            preset = names[int(rng.integers(len(names)))]
+        return generate_hole_mask(
+            size, size, rng=rng, ratio_bin=ratio_bin, preset=preset, border=self.border, scale=self.scale
+        )
 
 
 # The NVIDIA irregular mask test set: 2,000 masks per bin; in each bin 1,000 border-constrained, then 1,000 not.

@@ -22,7 +22,15 @@ from torch import Tensor, nn
 from pconv.config import ModelConfig
 from pconv.layers import PConvBlock
 
-__all__ = ["PConvUNet", "build_model", "composite", "save_weights", "load_weights", "WeightsError"]
+__all__ = [
+    "PConvUNet",
+    "build_model",
+    "composite",
+    "fuse_for_inference",
+    "save_weights",
+    "load_weights",
+    "WeightsError",
+]
 
 
 class PConvUNet(nn.Module):
@@ -38,6 +46,8 @@ class PConvUNet(nn.Module):
         super().__init__()
         self.config = config or ModelConfig()
         self.freeze_encoder_bn = freeze_encoder_bn
+        self.fused = False  # set by fuse_for_inference: BatchNorm folded, features kept 0 in their holes
+        self.channels_last = False  # set by fuse_for_inference: features run in channels-last layout
         kernels, channels = self.config.kernels, self.config.channels
         c_img = self.config.in_channels
         self.encoder = nn.ModuleList()
@@ -54,6 +64,8 @@ class PConvUNet(nn.Module):
             )
 
     def train(self, mode: bool = True) -> PConvUNet:
+        if mode and self.fused:
+            raise RuntimeError("this model was fused for inference (BatchNorm folded); train the unfused model")
         super().train(mode)
         if mode and self.freeze_encoder_bn:
             for block in self.encoder:
@@ -74,8 +86,10 @@ class PConvUNet(nn.Module):
             output_mask: (N, 1, H, W), 1 where the network had any known pixel in its receptive field.
         """
         if image.dim() != 4 or valid_mask.dim() != 4 or valid_mask.shape[1] != 1:
-            raise ValueError(f"expected image (N,C,H,W) and valid_mask (N,1,H,W), got {tuple(image.shape)} "
-                             f"and {tuple(valid_mask.shape)}")
+            raise ValueError(
+                f"expected image (N,C,H,W) and valid_mask (N,1,H,W), got {tuple(image.shape)} "
+                f"and {tuple(valid_mask.shape)}"
+            )
         if image.shape[0] != valid_mask.shape[0] or image.shape[2:] != valid_mask.shape[2:]:
             raise ValueError(f"image {tuple(image.shape)} and valid_mask {tuple(valid_mask.shape)} differ in size")
         h, w = image.shape[2:]
@@ -83,17 +97,25 @@ class PConvUNet(nn.Module):
         pad_h, pad_w = (-h) % m, (-w) % m
         x = F.pad(image * 2 - 1, (0, pad_w, 0, pad_h))
         mask = F.pad(valid_mask.to(x.dtype), (0, pad_w, 0, pad_h))  # padding is hole
+        # Fused: no BatchNorm, so every block's output is 0 in its holes (see PConvBlock.forward); masking the
+        # input once keeps that true everywhere and lets every layer skip X * M. Nearest upsampling keeps it too.
+        premasked = self.fused
+        if premasked:
+            x = x * mask
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)  # every layer then keeps the layout
         feats, masks = [x], [mask]
         for block in self.encoder:
-            x, mask = block([x], [mask])  # (N, C_i, H/2^i, W/2^i)
+            x, mask = block([x], [mask], premasked=premasked)  # (N, C_i, H/2^i, W/2^i)
             feats.append(x)
             masks.append(mask)
         for i in reversed(range(self.config.depth)):
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             mask = F.interpolate(mask, scale_factor=2.0, mode="nearest")
-            x, mask = self.decoder[i]([x, feats[i]], [mask, masks[i]])  # concat with the skip, then 3x3 pconv
+            # concat with the skip, then 3x3 pconv
+            x, mask = self.decoder[i]([x, feats[i]], [mask, masks[i]], premasked=premasked)
         output = (x[:, :, :h, :w] + 1) / 2
-        return output, mask[:, :, :h, :w]
+        return output.contiguous(), mask[:, :, :h, :w]
 
 
 def composite(image: Tensor, prediction: Tensor, valid_mask: Tensor) -> Tensor:
@@ -107,6 +129,33 @@ def composite(image: Tensor, prediction: Tensor, valid_mask: Tensor) -> Tensor:
     """
     valid = valid_mask.to(image.dtype)
     return valid * image + (1 - valid) * prediction
+
+
+def fuse_for_inference(model: PConvUNet, *, channels_last: bool = False) -> PConvUNet:
+    """A copy of ``model`` for fast inference: eval mode, BatchNorm folded into the partial convolutions.
+
+    The copy's output equals ``model.eval()``'s to float rounding (about 1e-6 relative in fp32): folding moves
+    BatchNorm's affine map into the weights and bias, and the copy keeps features at 0 in their holes, so no
+    layer multiplies its input by the mask again. The copy cannot be trained (``train()`` raises) and its state
+    dict has no BatchNorm keys: save weights from the original model.
+
+    Args:
+        model: a ``PConvUNet``; it is not modified.
+        channels_last: store the weights and run the features channels-last (inputs and outputs keep the
+            usual layout); faster on some CPUs and GPUs, see benchmarks/RESULTS.md.
+    Returns:
+        The fused copy, in eval mode, on the model's device.
+    """
+    import copy
+
+    fused = copy.deepcopy(model).eval()
+    for block in [*fused.encoder, *fused.decoder]:
+        block.fold_batchnorm()
+    fused.fused = True
+    if channels_last:
+        fused = fused.to(memory_format=torch.channels_last)
+        fused.channels_last = True
+    return fused
 
 
 def build_model(config: ModelConfig | None = None, *, weights: str | Path | None = None) -> PConvUNet:
@@ -161,7 +210,9 @@ def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") 
     expected = model.state_dict()
     bad = [k for k in expected if k not in tensors or tensors[k].shape != expected[k].shape]
     if bad or set(tensors) - set(expected):
-        raise WeightsError(f"{path} does not match the pconv architecture in its metadata (first bad key: "
-                           f"{(bad or sorted(set(tensors) - set(expected)))[0]})")
+        raise WeightsError(
+            f"{path} does not match the pconv architecture in its metadata (first bad key: "
+            f"{(bad or sorted(set(tensors) - set(expected)))[0]})"
+        )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return model.eval()

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         type=Path,
         default=None,
-        help="pconv weights (safetensors from pconv.model.save_weights; default: the bundled ones)",
+        help="pconv weights (safetensors from pconv.model.save_weights; default: the shipped model)",
     )
     parser.add_argument("--photos", type=Path, required=True, help="folder of photos (searched recursively)")
     parser.add_argument(
@@ -71,13 +71,15 @@ def _check_extra_metrics(args: argparse.Namespace) -> None:
 
 
 def _default_weights() -> Path:
-    bundled = sorted((Path(__file__).resolve().parent.parent / "weights").glob("*.safetensors"))
-    if not bundled:
+    from pconv.inference import default_weights_path
+
+    path = default_weights_path()
+    if not path.is_file():
         raise ValueError(
-            "no trained pconv weights are bundled with this install; pass --weights PATH "
+            f"no trained pconv weights are bundled with this install (looked for {path}); pass --weights PATH "
             "(a file written by pconv.model.save_weights) or pick a baseline with --method"
         )
-    return bundled[0]
+    return path
 
 
 def _build_methods(args: argparse.Namespace) -> tuple[list, dict[str, str]]:

@@ -1,0 +1,32 @@
+"""``pconv export-weights``: a training checkpoint -> the safetensors weights file the inference code loads."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Write the network of a training checkpoint (or a run directory's newest one) as safetensors weights."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a ckpt_*.pt file, or a run directory")
+    parser.add_argument("--output", type=Path, required=True, help="the .safetensors file to write")
+    parser.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from pconv.checkpoint import export_weights, model_from_checkpoint
+
+    path = export_weights(
+        args.checkpoint, args.output, dtype=torch.float16 if args.fp16 else torch.float32, overwrite=args.overwrite
+    )
+    model, config = model_from_checkpoint(args.checkpoint)
+    params = sum(p.numel() for p in model.parameters())
+    print(
+        f"pconv export-weights: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {params / 1e6:.2f} M parameters, "
+        f"model {config['model']}); load it with pconv.load_weights or --weights"
+    )
+    return 0

@@ -1,0 +1,537 @@
+"""Inference for people: ``Inpainter`` fills the holes of photos of any size with a ``PConvUNet`` (arXiv 1804.07723).
+
+Polarity: everything public here takes a ``hole_mask`` (white / 255 / 1 = missing pixel), as mask files, the CLI
+and the HTTP API do. Grey masks are binarised at ``pconv.masks.HOLE_THRESHOLD`` (grey > 127 is hole); the
+``mask_polarity="black-hole"`` option reads black as hole instead. The flip to the paper's ``valid_mask`` (1 = known,
+section 3.1) happens once per path, in ``Inpainter._predict_holes``, with ``pconv.masks.hole_to_valid``.
+
+Known pixels are never touched: the result is ``where(hole, prediction, image)`` computed in the caller's own
+number type (uint8 for PIL images and numpy arrays, the input's float dtype for tensors), so every known pixel is
+bit-identical to the input.
+
+Any resolution: an image whose longer side is at most ``max_side`` (default 1024) runs whole; the network pads it
+to its multiple ``2**depth`` internally. A larger image is filled window by window, like IOPaint's crop strategy:
+the hole's connected regions (found on a grid of 32 px cells) each get a window with ``margin`` pixels of context
+(default 128, and at least ``max_side // 2`` px a side where the image allows), overlapping windows are merged,
+a window still longer than ``max_side`` is resized down for the network and its prediction resized back up, and
+only hole pixels are pasted back. A hole spread over the whole image thus degrades gracefully into "resize the
+image down, fill, resize the fill back up".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pconv.imageio import to_8bit
+from pconv.masks import HOLE_THRESHOLD, binarize_hole, hole_to_valid, pil_to_hole_mask, valid_to_hole
+from pconv.model import PConvUNet, WeightsError, load_weights
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "DEFAULT_MAX_SIDE",
+    "DEFAULT_WEIGHTS_NAME",
+    "MASK_POLARITIES",
+    "Inpainter",
+    "Window",
+    "default_weights_path",
+    "dilate_hole",
+    "plan_windows",
+    "resize_hole_mask",
+    "resolve_device",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS_NAME = "pconv_default.safetensors"
+DEFAULT_MAX_SIDE = 1024  # longer side up to which an image runs whole (about 1.5 GB peak on CPU, paper network)
+DEFAULT_MARGIN = 128  # context pixels around each hole region in the windowed path
+MASK_POLARITIES = ("white-hole", "black-hole")
+_CELL = 32  # side of the grid cells on which hole regions are found
+
+# (image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> prediction (N, 3, H, W) about [0, 1]
+Predictor = Callable[[Tensor, Tensor], Tensor]
+
+
+def default_weights_path() -> Path:
+    """Where the shipped default model lives: ``pconv/weights/pconv_default.safetensors`` inside the package."""
+    return Path(str(resources.files("pconv").joinpath("weights").joinpath(DEFAULT_WEIGHTS_NAME)))
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` -> CUDA if available, else CPU; otherwise the named device (ValueError if CUDA is asked but absent)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r} ({exc}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    return dev
+
+
+def dilate_hole(hole_mask: Tensor, pixels: int) -> Tensor:
+    """Grow the hole by ``pixels`` in every direction (square structuring element).
+
+    Args:
+        hole_mask: (N, 1, H, W) float in {0, 1}, 1 = hole.
+        pixels: dilation radius, >= 0.
+    Returns:
+        (N, 1, H, W) float in {0, 1}, 1 = hole.
+    """
+    if pixels < 0:
+        raise ValueError(f"dilation must be >= 0 pixels, got {pixels}")
+    if pixels == 0:
+        return hole_mask
+    return F.max_pool2d(hole_mask, kernel_size=2 * pixels + 1, stride=1, padding=pixels)
+
+
+def resize_hole_mask(hole_mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a hole mask of the image's aspect to the image's size with nearest neighbour (logs a warning).
+
+    Args:
+        hole_mask: (h, w) uint8 in {0, 1}, 1 = hole.
+        size: the image's (width, height), PIL order.
+    Returns:
+        (height, width) uint8 in {0, 1}, 1 = hole.
+    Raises:
+        ValueError: the aspect ratios differ by more than one pixel of rounding; the message names both sizes.
+    """
+    from PIL import Image
+
+    width, height = size
+    mh, mw = hole_mask.shape
+    if (mw, mh) == (width, height):
+        return hole_mask
+    if not _same_aspect((mw, mh), (width, height)):
+        raise ValueError(
+            f"mask is {mw}x{mh} but the image is {width}x{height} (width x height), another aspect "
+            "ratio; paint the mask on the image's size"
+        )
+    log.warning("mask is %dx%d, image is %dx%d: resizing the mask with nearest neighbour", mw, mh, width, height)
+    return np.asarray(Image.fromarray(hole_mask).resize((width, height), Image.NEAREST))
+
+
+def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Same aspect up to one pixel of rounding on the smaller of the two sizes."""
+    (sw, sh), (lw, lh) = sorted([a, b], key=lambda s: s[0] * s[1])
+    return abs(sh - lh * sw / lw) <= 1 and abs(sw - lw * sh / lh) <= 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """A crop ``[top:bottom, left:right]`` of the image, in pixels."""
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+
+    def overlaps(self, other: Window) -> bool:
+        rows = self.top < other.bottom and other.top < self.bottom
+        return rows and self.left < other.right and other.left < self.right
+
+    def union(self, other: Window) -> Window:
+        return Window(
+            min(self.top, other.top),
+            min(self.left, other.left),
+            max(self.bottom, other.bottom),
+            max(self.right, other.right),
+        )
+
+
+def plan_windows(hole: np.ndarray, *, margin: int = DEFAULT_MARGIN, min_side: int = 0) -> list[Window]:
+    """Non-overlapping windows that together hold every hole pixel, each with ``margin`` pixels of context.
+
+    Hole regions are the 8-connected components of a grid of 32 px cells that hold any hole pixel; each region's
+    box grows by ``margin`` and to at least ``min_side`` a side (clamped to the image), and overlapping boxes are
+    merged until none overlap.
+
+    Args:
+        hole: (H, W) bool or {0, 1}, 1 = hole.
+    Returns:
+        Windows in no particular order; empty if there is no hole.
+    """
+    h, w = hole.shape
+    hc, wc = -(-h // _CELL), -(-w // _CELL)
+    padded = np.zeros((hc * _CELL, wc * _CELL), dtype=bool)
+    padded[:h, :w] = hole
+    grid = padded.reshape(hc, _CELL, wc, _CELL).any(axis=(1, 3))  # (H/32, W/32) cells holding hole
+    windows = []
+    for top, left, bottom, right in _component_boxes(grid):
+        y0, y1 = _expand(top * _CELL, min(bottom * _CELL, h), margin, min_side, h)
+        x0, x1 = _expand(left * _CELL, min(right * _CELL, w), margin, min_side, w)
+        windows.append(Window(y0, x0, y1, x1))
+    return _merge_overlapping(windows)
+
+
+def _component_boxes(grid: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (top, left, bottom, right), end exclusive, of the 8-connected True regions of ``grid``."""
+    seen = np.zeros_like(grid)
+    boxes = []
+    for start in zip(*np.nonzero(grid)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        stack, box = [start], [start[0], start[1], start[0] + 1, start[1] + 1]
+        while stack:
+            y, x = stack.pop()
+            box = [min(box[0], y), min(box[1], x), max(box[2], y + 1), max(box[3], x + 1)]
+            for ny in range(max(y - 1, 0), min(y + 2, grid.shape[0])):
+                for nx in range(max(x - 1, 0), min(x + 2, grid.shape[1])):
+                    if grid[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        boxes.append(tuple(int(v) for v in box))
+    return boxes
+
+
+def _expand(start: int, end: int, margin: int, min_len: int, limit: int) -> tuple[int, int]:
+    """Grow ``[start, end)`` by ``margin`` each side and to ``min_len``, shifted and clamped into ``[0, limit)``."""
+    start, end = start - margin, end + margin
+    short = min_len - (end - start)
+    if short > 0:
+        start, end = start - short // 2, end + short - short // 2
+    if start < 0:
+        start, end = 0, end - start
+    if end > limit:
+        start, end = start - (end - limit), limit
+    return max(start, 0), end
+
+
+def _merge_overlapping(windows: list[Window]) -> list[Window]:
+    merged = list(windows)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                if merged[i].overlaps(merged[j]):
+                    merged[i] = merged[i].union(merged.pop(j))
+                    changed = True
+                    break
+            if changed:
+                break
+    return merged
+
+
+class Inpainter:
+    """Fill the holes of images with a partial-convolution U-Net.
+
+    Args:
+        weights: a safetensors file written by ``pconv.model.save_weights``; ``None`` loads the default model
+            shipped in ``pconv/weights/pconv_default.safetensors`` (``FileNotFoundError`` if this install has none).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA if available, else CPU.
+        model: an already built ``PConvUNet`` to use instead of ``weights``.
+        predictor: a callable ``(image (N,3,H,W) in [0,1], valid_mask (N,1,H,W) 1 = known) -> (N,3,H,W)``
+            used instead of a torch model (the ONNX backend, ``pconv.export.onnx_inpainter``).
+        max_side: images with a longer side up to this run whole; larger ones window by window (module docstring).
+        margin: context pixels around each hole region in the windowed path.
+        threshold: grey level (0..255) above which a mask pixel is white.
+        dilate: grow every hole by this many pixels before filling.
+        mask_polarity: ``"white-hole"`` (default: white = hole) or ``"black-hole"`` (black = hole).
+        batch_size: how many same-size images run through the network at once.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        model: PConvUNet | None = None,
+        predictor: Predictor | None = None,
+        max_side: int = DEFAULT_MAX_SIDE,
+        margin: int = DEFAULT_MARGIN,
+        threshold: int = HOLE_THRESHOLD,
+        dilate: int = 0,
+        mask_polarity: str = "white-hole",
+        batch_size: int = 4,
+    ) -> None:
+        if sum(x is not None for x in (weights, model, predictor)) > 1:
+            raise ValueError("pass at most one of weights, model and predictor")
+        if mask_polarity not in MASK_POLARITIES:
+            raise ValueError(f"mask_polarity must be one of {MASK_POLARITIES}, got {mask_polarity!r}")
+        if max_side < 16 or margin < 0 or dilate < 0 or batch_size < 1 or not 0 <= threshold <= 254:
+            raise ValueError(
+                f"bad settings: max_side={max_side} (>= 16), margin={margin} (>= 0), dilate={dilate} "
+                f"(>= 0), batch_size={batch_size} (>= 1), threshold={threshold} (0..254)"
+            )
+        self.device = resolve_device(device) if predictor is None else torch.device("cpu")
+        self.max_side, self.margin, self.threshold, self.dilate = max_side, margin, threshold, dilate
+        self.mask_polarity, self.batch_size = mask_polarity, batch_size
+        self.model: PConvUNet | None = None
+        if predictor is None:
+            self.model = (model if model is not None else _load_model(weights)).eval().to(self.device)
+            predictor = self._torch_predict
+        self._predictor = predictor
+
+    def _torch_predict(self, image: Tensor, valid_mask: Tensor) -> Tensor:
+        assert self.model is not None
+        return self.model(image, valid_mask)[0]
+
+    def __call__(self, image: Any, hole_mask: Any, *, dilate: int | None = None) -> Any:
+        return self.inpaint(image, hole_mask, dilate=dilate)
+
+    def inpaint(self, image: Any, hole_mask: Any, *, dilate: int | None = None) -> Any:
+        """Fill the hole pixels of ``image``; every known pixel of the result is bit-identical to the input.
+
+        Args:
+            image: one of
+                - ``PIL.Image`` (any mode; an alpha channel is kept),
+                - uint8 numpy array (H, W, 3) RGB or (H, W, 4) RGBA (alpha kept),
+                - float tensor (3, H, W) or (N, 3, H, W) in [0, 1], on any device,
+                - a list or tuple of those (each with its own mask, or one mask for all).
+            hole_mask: white / 1 = hole (black with ``mask_polarity="black-hole"``): a PIL image (modes L, 1, RGB,
+                or RGBA/LA whose alpha is the paint), a uint8 or bool numpy array (H, W) holding 0/1 or 0..255,
+                or a tensor (H, W), (1, H, W) or (N, 1, H, W) holding {0, 1} or grey in [0, 1]. Grey is binarised
+                at ``threshold`` (127 of 255). Its size must equal the image's (see ``resize_hole_mask``).
+            dilate: overrides the instance's ``dilate`` for this call.
+        Returns:
+            The same kind as ``image``: a PIL image (RGB, or RGBA with the input's alpha), a uint8 array of the
+            input's shape, a tensor of the input's shape, dtype and device, or a list.
+        Raises:
+            ValueError: an unsupported kind or shape, a mask of another size, or a float tensor image with values
+                that are not finite or not in [0, 1] (the message says which).
+        """
+        grow = self.dilate if dilate is None else dilate
+        if isinstance(image, (list, tuple)):
+            masks = hole_mask if isinstance(hole_mask, (list, tuple)) else [hole_mask] * len(image)
+            if len(masks) != len(image):
+                raise ValueError(f"{len(image)} images but {len(masks)} hole masks")
+            items = [_to_item(img, self._hole_array(m), grow) for img, m in zip(image, masks)]
+            return [item.finish(out) for item, out in zip(items, self._fill_items(items))]
+        if isinstance(image, Tensor) and image.dim() == 4:
+            holes = self._hole_array(hole_mask)
+            holes = holes if holes.ndim == 3 else np.broadcast_to(holes, (image.shape[0], *holes.shape))
+            if holes.shape[0] != image.shape[0]:
+                raise ValueError(f"{image.shape[0]} images but {holes.shape[0]} hole masks")
+            items = [_to_item(img, hole, grow) for img, hole in zip(image, holes)]
+            return torch.stack([item.finish(out) for item, out in zip(items, self._fill_items(items))])
+        item = _to_item(image, self._hole_array(hole_mask), grow)
+        return item.finish(self._fill_items([item])[0])
+
+    def _hole_array(self, hole_mask: Any) -> np.ndarray:
+        """Any supported mask -> (H, W) or (N, H, W) uint8 in {0, 1}, 1 = hole, with the polarity applied."""
+        white = _white_array(hole_mask, self.threshold)
+        if self.mask_polarity == "white-hole":
+            return white
+        return valid_to_hole(torch.from_numpy(white)).numpy()  # black-hole: the white pixels are the known ones
+
+    def _fill_items(self, items: list[_Item]) -> list[Tensor]:
+        """Filled (3, H, W) float32 CPU images, known pixels copied from the input."""
+        outs: list[Tensor | None] = [item.rgb if not item.hole.any() else None for item in items]
+        small = [i for i, item in enumerate(items) if outs[i] is None and max(item.rgb.shape[1:]) <= self.max_side]
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i in small:
+            by_size.setdefault(tuple(items[i].rgb.shape), []).append(i)
+        for group in by_size.values():
+            for k in range(0, len(group), self.batch_size):
+                chunk = group[k : k + self.batch_size]
+                images = torch.stack([items[i].rgb for i in chunk])  # (n, 3, H, W)
+                filled = self._fill(images, torch.stack([items[i].hole for i in chunk]))
+                for i, out in zip(chunk, filled):
+                    outs[i] = out
+        for i, item in enumerate(items):
+            if outs[i] is None:
+                outs[i] = self._fill_large(item.rgb[None], item.hole[None])[0]
+        return outs  # type: ignore[return-value]
+
+    def _fill_large(self, image: Tensor, hole_mask: Tensor) -> Tensor:
+        """(1, 3, H, W), (1, 1, H, W) -> (1, 3, H, W): window by window, only hole pixels pasted back."""
+        out = image.clone()
+        windows = plan_windows(hole_mask[0, 0].numpy() > 0, margin=self.margin, min_side=self.max_side // 2)
+        log.info("image %dx%d: filling %d window(s)", image.shape[3], image.shape[2], len(windows))
+        for win in windows:
+            rows, cols = slice(win.top, win.bottom), slice(win.left, win.right)
+            crop_hole = hole_mask[:, :, rows, cols]
+            filled = self._fill(image[:, :, rows, cols], crop_hole)
+            out[:, :, rows, cols] = torch.where(crop_hole > 0, filled, out[:, :, rows, cols])
+        return out
+
+    def _fill(self, image: Tensor, hole_mask: Tensor) -> Tensor:
+        """Run the network, resizing down first if the image is longer than ``max_side``.
+
+        Args:
+            image: (N, 3, H, W) float32 in [0, 1] on the CPU.
+            hole_mask: (N, 1, H, W) float32 in {0, 1}, 1 = hole.
+        Returns:
+            (N, 3, H, W) float32 in [0, 1]: the prediction in the hole, ``image`` elsewhere.
+        """
+        h, w = image.shape[2:]
+        scale = self.max_side / max(h, w)
+        if scale >= 1:
+            pred = self._predict_holes(image, hole_mask)
+        else:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            small_hole = (F.interpolate(hole_mask, size=size, mode="area") > 0).float()  # any hole pixel -> hole
+            small = self._predict_holes(F.interpolate(image, size=size, mode="area"), small_hole)
+            pred = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+        return torch.where(hole_mask > 0, pred.clamp(0, 1), image)
+
+    def _predict_holes(self, image: Tensor, hole_mask: Tensor) -> Tensor:
+        """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = hole -> raw prediction (N, 3, H, W) float32 on the CPU."""
+        valid_mask = hole_to_valid(hole_mask)  # the one polarity flip on this path
+        with torch.inference_mode():
+            pred = self._predictor(image.to(self.device), valid_mask.to(self.device))
+        return pred.float().cpu()
+
+
+def _load_model(weights: str | Path | None) -> PConvUNet:
+    if weights is None:
+        path = default_weights_path()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no default model is bundled with this pconv install (looked for {path}); "
+                "pass a weights file: Inpainter(weights=PATH) or --weights PATH (written by pconv.model.save_weights)"
+            )
+        weights = path
+    try:
+        return load_weights(weights)
+    except WeightsError:
+        raise
+    except ValueError as exc:  # e.g. metadata that is not JSON: say which file is at fault
+        raise WeightsError(f"{weights} holds an unreadable pconv model config ({exc})") from None
+
+
+def _white_array(hole_mask: Any, threshold: int) -> np.ndarray:
+    """A mask of any supported kind -> uint8 {0, 1}, 1 = white, (H, W) or (N, H, W)."""
+    from PIL import Image
+
+    if isinstance(hole_mask, Image.Image):
+        return pil_to_hole_mask(hole_mask, threshold=threshold)
+    if isinstance(hole_mask, Tensor):
+        arr = hole_mask.detach().cpu()
+        if arr.dim() == 4 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        elif arr.dim() == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.dim() not in (2, 3):
+            raise ValueError(f"hole_mask tensor must be (H, W), (1, H, W) or (N, 1, H, W), got {tuple(arr.shape)}")
+        if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+            raise ValueError("the hole_mask tensor holds NaN or infinite values; pass 0/1 or grey in [0, 1]")
+        if arr.dtype == torch.uint8 and int(arr.max()) > 1:
+            return (arr > threshold).to(torch.uint8).numpy()
+        return (arr.float() > threshold / 255).to(torch.uint8).numpy()
+    if isinstance(hole_mask, np.ndarray):
+        return _white_numpy(hole_mask, threshold)
+    raise ValueError(f"hole_mask must be a PIL image, a numpy array or a tensor, got {type(hole_mask).__name__}")
+
+
+def _white_numpy(arr: np.ndarray, threshold: int) -> np.ndarray:
+    from PIL import Image
+
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"a numpy hole_mask must be uint8 or bool, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        return pil_to_hole_mask(Image.fromarray(arr), threshold=threshold)
+    if arr.ndim != 2:
+        raise ValueError(f"a numpy hole_mask must be (H, W), got shape {arr.shape}")
+    return arr.copy() if arr.max(initial=0) <= 1 else binarize_hole(np.ascontiguousarray(arr), threshold=threshold)
+
+
+@dataclass
+class _Item:
+    """One image as the network sees it, and how to turn the result back into the caller's kind."""
+
+    rgb: Tensor  # (3, H, W) float32 in [0, 1] on the CPU
+    hole: Tensor  # (1, H, W) float32 in {0, 1}, 1 = hole (after dilation)
+    restore: Callable[[Tensor, Tensor], Any]  # (filled (3, H, W), hole (1, H, W)) -> the caller's kind
+
+    def finish(self, filled: Tensor) -> Any:
+        return self.restore(filled, self.hole)
+
+
+def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        rgb_u8 = np.array(to_8bit(image).convert("RGB"))  # 16-bit grey scaled, not clipped to white
+        restore = _restore_pil(rgb_u8, image.getchannel("A") if "A" in image.getbands() else None)
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"a numpy image must be uint8 (H, W, 3) or (H, W, 4), got {image.shape} {image.dtype}")
+        rgb_u8 = np.ascontiguousarray(image[:, :, :3])
+        restore = _restore_numpy(image)
+    elif isinstance(image, Tensor):
+        if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
+            raise ValueError(
+                f"an image tensor must be float (3, H, W) or (N, 3, H, W) in [0, 1], got "
+                f"{tuple(image.shape)} {image.dtype}"
+            )
+        rgb_u8 = None
+        restore = _restore_tensor(image)
+    else:
+        raise ValueError(f"image must be a PIL image, a uint8 numpy array or a tensor, got {type(image).__name__}")
+    if rgb_u8 is not None:
+        rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1).float() / 255  # (3, H, W)
+    else:
+        rgb = image.detach().float().cpu()
+        _check_unit_range(rgb)
+    if tuple(hole.shape) != tuple(rgb.shape[1:]):
+        raise ValueError(
+            f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {rgb.shape[2]}x"
+            f"{rgb.shape[1]} (width x height); resize the mask to the image (pconv.inference."
+            "resize_hole_mask)"
+        )
+    hole_t = dilate_hole(torch.from_numpy(np.array(hole, dtype=np.float32))[None, None], dilate)[0]
+    return _Item(rgb, hole_t, restore)
+
+
+def _check_unit_range(rgb: Tensor) -> None:
+    """ValueError unless every value of a float image is finite and in [0, 1] (0..255 floats are a common slip)."""
+    if rgb.numel() == 0:
+        return
+    if not bool(torch.isfinite(rgb).all()):
+        raise ValueError("the image tensor holds NaN or infinite values; pass finite values in [0, 1]")
+    low, high = float(rgb.min()), float(rgb.max())
+    if low < 0 or high > 1:
+        hint = "; divide 0..255 values by 255" if high > 1.5 else "; clamp it to [0, 1]"
+        raise ValueError(f"the image tensor holds values in [{low:g}, {high:g}], not [0, 1]{hint}")
+
+
+def _to_uint8(filled: Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
+    return (filled.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _restore_pil(rgb_u8: np.ndarray, alpha: Any) -> Callable[[Tensor, Tensor], Any]:
+    from PIL import Image
+
+    def restore(filled: Tensor, hole: Tensor) -> Image.Image:
+        out = Image.fromarray(np.where(hole[0, :, :, None].numpy() > 0, _to_uint8(filled), rgb_u8))
+        if alpha is not None:
+            out.putalpha(alpha)
+        return out
+
+    return restore
+
+
+def _restore_numpy(image: np.ndarray) -> Callable[[Tensor, Tensor], np.ndarray]:
+    def restore(filled: Tensor, hole: Tensor) -> np.ndarray:
+        out = image.copy()
+        out[:, :, :3] = np.where(hole[0, :, :, None].numpy() > 0, _to_uint8(filled), image[:, :, :3])
+        return out
+
+    return restore
+
+
+def _restore_tensor(image: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    def restore(filled: Tensor, hole: Tensor) -> Tensor:
+        in_hole = hole.to(image.device) > 0  # (1, H, W), broadcast over the channels
+        return torch.where(in_hole, filled.to(device=image.device, dtype=image.dtype), image)
+
+    return restore

@@ -1,0 +1,90 @@
+"""ONNX export: dynamic size, parity with PyTorch under onnxruntime, the ONNX backend of `pconv inpaint`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("onnxruntime")
+
+from pconv.cli import main  # noqa: E402
+from pconv.config import ModelConfig  # noqa: E402
+from pconv.export import OnnxPredictor, check_onnx, export_onnx, onnx_inpainter  # noqa: E402
+from pconv.inference import Inpainter  # noqa: E402
+from pconv.model import PConvUNet, save_weights  # noqa: E402
+
+
+@pytest.fixture
+def model() -> PConvUNet:
+    torch.manual_seed(3)
+    net = PConvUNet(ModelConfig(depth=4, width=0.125))
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so a train-mode export would differ
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.fixture
+def onnx_path(tmp_path: Path, model: PConvUNet) -> Path:
+    return export_onnx(model, tmp_path / "tiny.onnx")
+
+
+def test_onnx_matches_pytorch_at_sizes_not_multiple_of_the_network(model: PConvUNet, onnx_path: Path) -> None:
+    diff = check_onnx(model, onnx_path, sizes=[(16, 16), (21, 37), (50, 9)], batch=3)
+    assert diff < 1e-5
+
+
+def test_graph_inputs_are_image_and_valid_mask_with_dynamic_sizes(onnx_path: Path) -> None:
+    session = OnnxPredictor(onnx_path).session
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    assert list(inputs) == ["image", "valid_mask"]
+    assert inputs["image"][0] == "batch" and inputs["image"][2:] == ["height", "width"]
+
+
+def test_export_refuses_to_overwrite(tmp_path: Path, model: PConvUNet) -> None:
+    (tmp_path / "x.onnx").write_bytes(b"keep")
+    with pytest.raises(FileExistsError):
+        export_onnx(model, tmp_path / "x.onnx")
+    assert (tmp_path / "x.onnx").read_bytes() == b"keep"
+
+
+def test_onnx_inpainter_agrees_with_torch(model: PConvUNet, onnx_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    hole = np.zeros((37, 45), np.uint8)
+    hole[5:20, 10:30] = 1
+    via_onnx = onnx_inpainter(onnx_path).inpaint(img, hole)
+    via_torch = Inpainter(model=model, device="cpu").inpaint(img, hole)
+    assert np.array_equal(via_onnx[hole == 0], img[hole == 0])
+    assert np.abs(via_onnx.astype(int) - via_torch.astype(int)).max() <= 1  # float32 round-off may flip a rounding
+
+
+def test_not_an_onnx_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a loadable ONNX"):
+        OnnxPredictor(tmp_path / "bad.onnx")
+    with pytest.raises(FileNotFoundError):
+        OnnxPredictor(tmp_path / "missing.onnx")
+
+
+def test_cli_export_then_inpaint_with_onnx_backend(tmp_path: Path, model: PConvUNet, capsys) -> None:
+    weights = save_weights(model, tmp_path / "tiny.safetensors")
+    onnx = tmp_path / "tiny.onnx"
+    assert main(["export-onnx", "--output", str(onnx), "--weights", str(weights)]) == 0
+    assert "max abs difference" in capsys.readouterr().out
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    hole = np.zeros((40, 30), np.uint8)
+    hole[10:20, 5:25] = 255
+    Image.fromarray(hole).save(tmp_path / "m.png")
+    args = ["inpaint", "--image", str(tmp_path / "a.png"), "--mask", str(tmp_path / "m.png")]
+    assert main([*args, "--output", str(tmp_path / "onnx.png"), "--backend", "onnx", "--onnx", str(onnx)]) == 0
+    assert main([*args, "--output", str(tmp_path / "torch.png"), "--weights", str(weights)]) == 0
+    a, b = (np.asarray(Image.open(tmp_path / n)).astype(int) for n in ("onnx.png", "torch.png"))
+    assert np.abs(a - b).max() <= 1

@@ -1,0 +1,233 @@
+"""`pconv.inference.Inpainter`: kinds in and out, known pixels bit-identical, masks, batches, any resolution."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pconv.config import ModelConfig
+from pconv.inference import Inpainter, plan_windows, resize_hole_mask
+from pconv.model import PConvUNet, save_weights
+
+TINY = ModelConfig(depth=4, width=0.125)
+
+
+@pytest.fixture
+def model() -> PConvUNet:
+    torch.manual_seed(1)
+    return PConvUNet(TINY).eval()
+
+
+@pytest.fixture
+def inpainter(model: PConvUNet) -> Inpainter:
+    return Inpainter(model=model, device="cpu")
+
+
+def photo(h: int = 40, w: int = 52, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def box_hole(h: int = 40, w: int = 52, value: int = 255) -> np.ndarray:
+    hole = np.zeros((h, w), np.uint8)
+    hole[8:20, 10:30] = value
+    return hole
+
+
+def test_numpy_known_pixels_bit_identical_and_hole_filled(inpainter: Inpainter) -> None:
+    img, hole = photo(), box_hole()
+    out = inpainter.inpaint(img, hole)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    known = hole == 0
+    assert np.array_equal(out[known], img[known])
+    assert (out[~known] != img[~known]).any(axis=-1).mean() > 0.9  # the hole got new values
+
+
+def test_pil_in_pil_out_with_alpha_kept(inpainter: Inpainter) -> None:
+    img = photo()
+    alpha = np.random.default_rng(3).integers(0, 256, img.shape[:2], dtype=np.uint8)
+    rgba = Image.fromarray(np.dstack([img, alpha]), "RGBA")
+    out = inpainter.inpaint(rgba, Image.fromarray(box_hole(), "L"))
+    assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == rgba.size
+    out_arr = np.asarray(out)
+    assert np.array_equal(out_arr[..., 3], alpha)
+    known = box_hole() == 0
+    assert np.array_equal(out_arr[..., :3][known], img[known])
+
+
+def test_numpy_rgba_keeps_alpha(inpainter: Inpainter) -> None:
+    rgba = np.dstack([photo(), np.full((40, 52), 77, np.uint8)])
+    out = inpainter.inpaint(rgba, box_hole())
+    assert out.shape == (40, 52, 4) and (out[..., 3] == 77).all()
+
+
+def test_tensor_in_tensor_out_same_dtype_known_identical(inpainter: Inpainter) -> None:
+    img = torch.rand(3, 40, 52, dtype=torch.float64)
+    hole = torch.from_numpy(box_hole(value=1)).float()
+    out = inpainter.inpaint(img, hole)
+    assert out.shape == img.shape and out.dtype == torch.float64
+    known = hole == 0
+    assert torch.equal(out[:, known], img[:, known])
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_batch_equals_one_by_one(inpainter: Inpainter) -> None:
+    images = torch.rand(3, 3, 40, 52)
+    holes = torch.zeros(3, 1, 40, 52)
+    holes[0, :, 5:15, 5:15] = 1
+    holes[1, :, 20:35, 30:50] = 1
+    holes[2, :, :, 40:] = 1
+    batch = inpainter.inpaint(images, holes)
+    one_by_one = torch.stack([inpainter.inpaint(images[i], holes[i]) for i in range(3)])
+    torch.testing.assert_close(batch, one_by_one, atol=1e-5, rtol=0)
+
+
+def test_list_of_mixed_kinds_returns_same_kinds(inpainter: Inpainter) -> None:
+    images = [photo(), Image.fromarray(photo(seed=1)), torch.rand(3, 40, 52)]
+    outs = inpainter.inpaint(images, box_hole())
+    assert isinstance(outs, list) and len(outs) == 3
+    assert isinstance(outs[0], np.ndarray) and isinstance(outs[1], Image.Image) and isinstance(outs[2], torch.Tensor)
+
+
+def test_empty_mask_returns_input_without_running_the_network() -> None:
+    def must_not_run(image: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the network ran on an empty mask")
+
+    inpainter = Inpainter(predictor=must_not_run)
+    img = photo()
+    assert np.array_equal(inpainter.inpaint(img, np.zeros((40, 52), np.uint8)), img)
+
+
+def test_all_hole_mask_gives_finite_defined_output(inpainter: Inpainter) -> None:
+    img = torch.rand(1, 3, 40, 52)
+    out = inpainter.inpaint(img, torch.ones(1, 1, 40, 52))
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, inpainter.inpaint(torch.rand(1, 3, 40, 52), torch.ones(1, 1, 40, 52)))  # input unseen
+
+
+def test_predictor_sees_valid_mask_polarity() -> None:
+    seen = {}
+
+    def grey(image: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
+        seen["valid"] = valid_mask.clone()
+        return torch.full_like(image, 0.25)
+
+    out = Inpainter(predictor=grey).inpaint(photo(), box_hole())
+    assert seen["valid"][0, 0, 10, 12] == 0 and seen["valid"][0, 0, 30, 40] == 1  # 1 = known for the network
+    assert (out[box_hole() > 0] == 64).all()  # 0.25 * 255 rounded
+
+
+def test_grey_mask_binarised_at_threshold_127() -> None:
+    out = Inpainter(predictor=lambda image, valid: torch.zeros_like(image)).inpaint(
+        np.full((4, 4, 3), 200, np.uint8), np.array([[127, 128, 0, 255]] * 4, np.uint8)
+    )
+    assert (out[:, 0] == 200).all() and (out[:, 1] == 0).all() and (out[:, 2] == 200).all() and (out[:, 3] == 0).all()
+
+
+def test_black_hole_polarity_flips(inpainter: Inpainter, model: PConvUNet) -> None:
+    img, hole = photo(), box_hole()
+    flipped = Inpainter(model=model, device="cpu", mask_polarity="black-hole").inpaint(img, 255 - hole)
+    assert np.array_equal(flipped, inpainter.inpaint(img, hole))
+
+
+def test_alpha_only_pil_mask_is_the_paint(inpainter: Inpainter) -> None:
+    img, hole = photo(), box_hole()
+    painted = np.zeros((40, 52, 4), np.uint8)
+    painted[..., 3] = hole  # transparent layer with opaque paint where the hole is
+    assert np.array_equal(inpainter.inpaint(img, Image.fromarray(painted, "RGBA")), inpainter.inpaint(img, hole))
+
+
+def test_dilation_grows_the_hole(model: PConvUNet) -> None:
+    img, hole = photo(), box_hole()
+    out = Inpainter(model=model, device="cpu", dilate=3).inpaint(img, hole)
+    assert (out[8:20, 7] != img[8:20, 7]).any()  # 3 px left of the hole: now filled
+    assert np.array_equal(out[8:20, 6], img[8:20, 6])  # 4 px left: still known
+    assert np.array_equal(out[30:], img[30:])
+
+
+def test_mask_of_other_size_is_refused_naming_both(inpainter: Inpainter) -> None:
+    with pytest.raises(ValueError, match="26x20.*52x40"):
+        inpainter.inpaint(photo(), np.zeros((20, 26), np.uint8))
+
+
+def test_resize_hole_mask_same_aspect_with_warning(caplog: pytest.LogCaptureFixture) -> None:
+    small = np.zeros((20, 26), np.uint8)
+    small[4:10, 5:15] = 1
+    with caplog.at_level(logging.WARNING, logger="pconv.inference"):
+        big = resize_hole_mask(small, (52, 40))
+    assert big.shape == (40, 52) and set(np.unique(big)) == {0, 1}
+    assert big[8:20, 10:30].all() and big.sum() == 4 * small.sum()
+    assert "resizing the mask" in caplog.text
+
+
+def test_resize_hole_mask_other_aspect_refused() -> None:
+    with pytest.raises(ValueError, match=r"30x20.*52x40"):
+        resize_hole_mask(np.zeros((20, 30), np.uint8), (52, 40))
+
+
+def test_missing_default_model_says_pass_weights() -> None:
+    with pytest.raises(FileNotFoundError, match="weights"):
+        Inpainter()
+
+
+def test_weights_file_loads_the_same_model(tmp_path: Path, model: PConvUNet, inpainter: Inpainter) -> None:
+    path = save_weights(model, tmp_path / "tiny.safetensors")
+    img, hole = photo(), box_hole()
+    assert np.array_equal(Inpainter(path, device="cpu").inpaint(img, hole), inpainter.inpaint(img, hole))
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(model: PConvUNet) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        Inpainter(model=model, device="cuda")
+
+
+def test_plan_windows_cover_every_hole_pixel_once() -> None:
+    hole = np.zeros((300, 2500), bool)
+    hole[100:130, 200:260] = True
+    hole[50:60, 2000:2400] = True
+    hole[250:260, 2450:2500] = True  # touches the border
+    hole[140:150, 300:320] = True  # close to the first: windows merge
+    windows = plan_windows(hole, margin=16, min_side=64)
+    cover = np.zeros(hole.shape, int)
+    for win in windows:
+        assert 0 <= win.top < win.bottom <= 300 and 0 <= win.left < win.right <= 2500
+        assert win.bottom - win.top >= 64 and win.right - win.left >= 64
+        cover[win.top : win.bottom, win.left : win.right] += 1
+    assert cover.max() == 1 and (cover[hole] == 1).all()
+    assert len(windows) == 3  # the two close regions share one window
+    assert plan_windows(np.zeros((64, 64), bool)) == []
+
+
+def test_large_image_windowed_keeps_known_pixels_and_fills_holes(model: PConvUNet) -> None:
+    img = photo(300, 2500, seed=5)
+    hole = np.zeros((300, 2500), np.uint8)
+    hole[100:130, 200:260] = 255
+    hole[40:80, 1900:2450] = 255  # wider than max_side: its window is resized down and back up
+    out = Inpainter(model=model, device="cpu", max_side=128, margin=16).inpaint(img, hole)
+    known = hole == 0
+    assert np.array_equal(out[known], img[known])
+    assert (out[~known] != img[~known]).any(axis=-1).mean() > 0.9
+
+
+def test_large_window_equals_network_on_the_crop(model: PConvUNet) -> None:
+    """A window that fits max_side is exactly the network run on that crop."""
+    img = torch.rand(1, 3, 300, 2500)
+    hole = torch.zeros(1, 1, 300, 2500)
+    hole[..., 100:130, 200:260] = 1
+    out = Inpainter(model=model, device="cpu", max_side=512, margin=16).inpaint(img, hole)
+    (win,) = plan_windows(hole[0, 0].numpy() > 0, margin=16, min_side=256)
+    crop = Inpainter(model=model, device="cpu").inpaint(
+        img[..., win.top : win.bottom, win.left : win.right], hole[..., win.top : win.bottom, win.left : win.right]
+    )
+    torch.testing.assert_close(out[..., win.top : win.bottom, win.left : win.right], crop, atol=1e-6, rtol=0)
+
+
+def test_large_all_hole_image_resized_path_is_finite(model: PConvUNet) -> None:
+    out = Inpainter(model=model, device="cpu", max_side=64).inpaint(torch.rand(3, 150, 400), torch.ones(150, 400))
+    assert out.shape == (3, 150, 400) and torch.isfinite(out).all()
