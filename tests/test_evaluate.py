@@ -355,3 +355,35 @@ def test_pconv_without_weights_names_the_option(shared_data: Path, tmp_path: Pat
         "1",
     )
     assert result.returncode == 2 and "--weights PATH" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reuse_joins_earlier_scores_and_refuses_other_cases(shared_data: Path, tmp_path: Path, capsys) -> None:
+    photos, masks = str(shared_data / "eval_photos"), str(shared_data / NVIDIA)
+    common = ["--photos", photos, "--masks", masks, "--limit", "1", "--quiet"]
+    assert main(["evaluate", "--method", "mean", "telea", "--out", str(tmp_path / "a"), *common]) == 0
+    first = json.loads((tmp_path / "a" / "results.json").read_text())["methods"]
+    # Score only "mean" now and take telea from the first run: telea's tables must be the same numbers.
+    argv = ["evaluate", "--method", "mean", "--reuse", str(tmp_path / "a"), "--out", str(tmp_path / "b"), *common]
+    assert main(argv) == 0
+    second = json.loads((tmp_path / "b" / "results.json").read_text())["methods"]
+    assert set(second) == {"mean", "telea"}
+    assert second["telea"]["overall"]["l1"] == pytest.approx(first["telea"]["overall"]["l1"], abs=1e-4)
+    with (tmp_path / "b" / "cases.csv").open() as f:
+        assert sum(row["method"] == "telea" for row in csv.DictReader(f)) == 12
+    capsys.readouterr()
+    # Another seed chooses other masks: the earlier scores do not describe these cases.
+    other = [
+        "evaluate",
+        "--method",
+        "mean",
+        "--seed",
+        "5",
+        "--reuse",
+        str(tmp_path / "a"),
+        "--out",
+        str(tmp_path / "c"),
+        *common,
+    ]
+    assert main(other) == 2
+    assert "use the same photos, masks and --seed" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

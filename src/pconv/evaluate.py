@@ -463,6 +463,62 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, dict]:
     return summary
 
 
+def load_case_results(path: str | Path, cases: Sequence[Case], *, skip: Iterable[str] = ()) -> list[CaseResult]:
+    """Scores of an earlier run (its ``cases.csv``) for the same cases, to report beside new ones.
+
+    Every row must describe the same case as ``cases`` (photo file name, bin, N/B and mask), so scores from
+    another photo set, mask rule or seed are refused rather than mixed. Methods in ``skip`` are left out.
+
+    Raises:
+        ValueError: the file is missing or unreadable, or a row does not match its case.
+    """
+    import csv
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "cases.csv"
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read earlier results {path}: {exc}") from None
+    by_index = {c.index: c for c in cases}
+    skip = set(skip)
+    results = []
+    for row in rows:
+        try:
+            case = by_index.get(int(row["case"]))
+            method = row["method"]
+            if case is None or method in skip:
+                continue
+            same = (Path(row["photo"]).name, row["bin"], row["kind"], row["mask"]) == (
+                case.photo.name,
+                bin_label(case.bin_index),
+                case.kind,
+                case.mask_id,
+            )
+            if not same:
+                raise ValueError(
+                    f"case {case.index} of {path} is {row['photo']} / {row['mask']}, not this run's "
+                    f"{case.photo.name} / {case.mask_id}; use the same photos, masks and --seed"
+                )
+            psnr = math.inf if row["psnr_db"] == "inf" else float(row["psnr_db"])
+            results.append(
+                CaseResult(
+                    case,
+                    method,
+                    float(row["hole_ratio"]),
+                    float(row["l1_percent"]),
+                    psnr,
+                    float(row["ssim"]),
+                    float(row["seconds"]),
+                )
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a cases.csv written by pconv evaluate (bad row: {exc})") from None
+    return results
+
+
 def case_rows(results: Sequence[CaseResult]) -> list[dict[str, object]]:
     """One flat dict per (case, method), the rows of cases.csv."""
     rows = []

@@ -181,6 +181,7 @@ def sample_grid(results: Sequence[CaseResult], methods: Sequence[str], *, thumb:
 
     samples = {(r.case.index, r.method): r for r in results if r.sample is not None}
     cases = sorted({r.case.index: r.case for r in samples.values()}.items())
+    methods = [m for m in methods if any(method == m for _, method in samples)]  # reused scores have no pictures
     if not cases:
         return None
     cols = ["input", *methods, "truth"]

@@ -43,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device for pconv (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask choice (default: %(default)s)")
     parser.add_argument(
+        "--reuse",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="cases.csv (or its folder) of earlier runs on the same cases: their methods' scores join the tables "
+        "without being recomputed (e.g. slow baselines such as patchmatch)",
+    )
+    parser.add_argument(
         "--extra-metrics",
         nargs="+",
         choices=sorted(EXTRA_METRICS),
@@ -131,16 +139,26 @@ def run(args: argparse.Namespace) -> int:
     )
     cases = ev.build_cases(photos, source, limit=args.limit)
     methods, notes = _build_methods(args)
+    reused = []
+    for earlier in args.reuse or []:
+        reused += ev.load_case_results(earlier, cases, skip=[m.name for m in methods])
     start = time.perf_counter()
     results = ev.run_evaluation(cases, methods, source, workers=args.workers, progress=not args.quiet)
     elapsed = time.perf_counter() - start
+    results += reused
     summary = ev.summarize(results)
     settings = {
         "photos": f"{args.photos} ({len(cases) // 12} photos, sorted; short side resized to 512 with Lanczos, "
         "centre crop 512x512)",
         "masks": f"{args.masks} (seed {args.seed}; one mask per photo per bin x N/B cell)",
         "cases": len(cases),
-        "methods": ", ".join(m.name for m in methods),
+        "methods": ", ".join(m.name for m in methods)
+        + (
+            f" (scored now); {', '.join(dict.fromkeys(r.method for r in reused))} (scores reused from "
+            f"{', '.join(str(p) for p in args.reuse)})"
+            if reused
+            else ""
+        ),
         "baseline settings": f"OpenCV inpaint radius {CV_RADIUS}; PatchMatch patch radius {PATCHMATCH_RADIUS}",
         **notes,
         "workers": args.workers,
