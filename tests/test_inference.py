@@ -169,9 +169,37 @@ def test_resize_hole_mask_other_aspect_refused() -> None:
         resize_hole_mask(np.zeros((20, 30), np.uint8), (52, 40))
 
 
-def test_missing_default_model_says_pass_weights() -> None:
+def test_missing_default_model_says_pass_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import pconv.inference
+
+    monkeypatch.setattr(pconv.inference, "default_weights_path", lambda: tmp_path / "none.safetensors")
     with pytest.raises(FileNotFoundError, match="weights"):
         Inpainter()
+
+
+def test_shipped_model_is_trained_and_beats_a_flat_fill() -> None:
+    """The bundled weights load by default and fill the demo's hole closer to the truth than its mean colour."""
+    from pconv.commands.demo import demo_hole
+    from pconv.inference import default_weights_path
+
+    assert default_weights_path().is_file(), "the package ships pconv/weights/pconv_default.safetensors"
+    inpainter = Inpainter(device="cpu")
+    assert inpainter.model is not None and inpainter.model.config == ModelConfig(depth=8, width=0.25)
+    sample = Path(__file__).resolve().parents[1] / "src" / "pconv" / "assets" / "kodim23.png"
+    truth = np.asarray(Image.open(sample).convert("RGB"))
+    hole = np.asarray(demo_hole(truth.shape[1], truth.shape[0])) > 127
+    filled = inpainter.inpaint(truth, hole.astype(np.uint8))
+    assert np.array_equal(filled[~hole], truth[~hole])
+    model_err = np.abs(filled[hole].astype(float) - truth[hole]).mean()
+    flat_err = np.abs(truth[~hole].mean(axis=0) - truth[hole]).mean()
+    assert model_err < 0.6 * flat_err
+
+
+def test_fast_path_matches_the_plain_network(model: PConvUNet) -> None:
+    img, hole = photo(), box_hole()
+    fast = Inpainter(model=model, device="cpu").inpaint(img, hole)
+    plain = Inpainter(model=model, device="cpu", fast=False).inpaint(img, hole)
+    assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1  # uint8 rounding of ~1e-6 differences
 
 
 def test_weights_file_loads_the_same_model(tmp_path: Path, model: PConvUNet, inpainter: Inpainter) -> None:

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from pconv.imageio import to_8bit
 from pconv.masks import HOLE_THRESHOLD, binarize_hole, hole_to_valid, pil_to_hole_mask, valid_to_hole
-from pconv.model import PConvUNet, WeightsError, load_weights
+from pconv.model import PConvUNet, WeightsError, fuse_for_inference, load_weights
 
 __all__ = [
     "DEFAULT_MARGIN",
@@ -241,6 +241,9 @@ class Inpainter:
         dilate: grow every hole by this many pixels before filling.
         mask_polarity: ``"white-hole"`` (default: white = hole) or ``"black-hole"`` (black = hole).
         batch_size: how many same-size images run through the network at once.
+        fast: run a copy of the network with BatchNorm folded into the convolutions and channels-last layout
+            (``pconv.model.fuse_for_inference``): the same output to float rounding, faster (benchmarks/RESULTS.md).
+            ``self.model`` stays the unfused network.
     """
 
     def __init__(
@@ -256,6 +259,7 @@ class Inpainter:
         dilate: int = 0,
         mask_polarity: str = "white-hole",
         batch_size: int = 4,
+        fast: bool = True,
     ) -> None:
         if sum(x is not None for x in (weights, model, predictor)) > 1:
             raise ValueError("pass at most one of weights, model and predictor")
@@ -272,12 +276,12 @@ class Inpainter:
         self.model: PConvUNet | None = None
         if predictor is None:
             self.model = (model if model is not None else _load_model(weights)).eval().to(self.device)
+            self._net = fuse_for_inference(self.model, channels_last=True) if fast else self.model
             predictor = self._torch_predict
         self._predictor = predictor
 
     def _torch_predict(self, image: Tensor, valid_mask: Tensor) -> Tensor:
-        assert self.model is not None
-        return self.model(image, valid_mask)[0]
+        return self._net(image, valid_mask)[0]
 
     def __call__(self, image: Any, hole_mask: Any, *, dilate: int | None = None) -> Any:
         return self.inpaint(image, hole_mask, dilate=dilate)
@@ -477,6 +481,7 @@ def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
     else:
         raise ValueError(f"image must be a PIL image, a uint8 numpy array or a tensor, got {type(image).__name__}")
     if rgb_u8 is not None:
+        rgb_u8 = rgb_u8 if rgb_u8.flags.writeable else rgb_u8.copy()  # torch warns on read-only arrays
         rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1).float() / 255  # (3, H, W)
     else:
         rgb = image.detach().float().cpu()
