@@ -181,3 +181,14 @@ def test_config_rejects_bad_values_and_unknown_keys() -> None:
         ModelConfig(width=-1)
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({"depth": 4, "colour": 3})
+
+
+def test_weights_with_malformed_config_metadata_give_a_weights_error(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in PConvUNet(TINY).state_dict().items()}
+    for bad in ("{not json", '{"depth": "deep"}', "[1, 2]"):
+        path = tmp_path / "bad.safetensors"
+        save_file(state, str(path), metadata={"pconv_model_config": bad})
+        with pytest.raises(WeightsError, match="unreadable pconv model config"):
+            load_weights(path)

@@ -206,7 +206,11 @@ def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") 
         raise WeightsError(f"{path} is not a readable safetensors weights file ({exc})") from None
     if _CONFIG_KEY not in meta:
         raise WeightsError(f"{path} has no pconv model config in its metadata; was it written by pconv?")
-    model = PConvUNet(ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY])))
+    try:
+        config = ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise WeightsError(f"{path} holds an unreadable pconv model config ({exc})") from None
+    model = PConvUNet(config)
     expected = model.state_dict()
     bad = [k for k in expected if k not in tensors or tensors[k].shape != expected[k].shape]
     if bad or set(tensors) - set(expected):
