@@ -17,6 +17,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+# A 3-level, width-1/16 network on 32x32 crops with no VGG terms: the training tests' tiny CPU run.
+TINY_OVERRIDES: tuple[str, ...] = (
+    "model.depth=3",
+    "model.width=0.0625",
+    "loss.perceptual=0",
+    "loss.style=0",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "data.crop_size=32",
+    "train.device=cpu",
+    "train.progress=False",
+    "train.tensorboard=False",
+)
+
 
 class SyntheticPhotos(Dataset):
     """Smooth random colour fields (learnable: holes can be filled from their surroundings) with box holes."""
@@ -59,17 +73,8 @@ def main() -> None:
     cfg = load_config(
         None,
         [
-            "model.depth=3",
-            "model.width=0.0625",
-            "loss.perceptual=0",
-            "loss.style=0",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.crop_size=32",
-            "train.device=cpu",
+            *TINY_OVERRIDES,
             "train.threads=1",
-            "train.progress=False",
-            "train.tensorboard=False",
             f"train.out_dir={args.out_dir}",
             *args.overrides,
         ],

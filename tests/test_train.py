@@ -19,7 +19,7 @@ from pconv.model import load_weights
 from pconv.train import EpochBatchSampler, TrainingDiverged, evaluate, fit, prepare_run, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic_data import SyntheticPhotos  # noqa: E402
+from synthetic_data import TINY_OVERRIDES, SyntheticPhotos  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "synthetic_data.py"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -30,16 +30,7 @@ def tiny_config(out_dir: Path, *overrides: str) -> Config:
     return load_config(
         None,
         [
-            "model.depth=3",
-            "model.width=0.0625",
-            "loss.perceptual=0",
-            "loss.style=0",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "data.crop_size=32",
-            "train.device=cpu",
-            "train.progress=False",
-            "train.tensorboard=False",
+            *TINY_OVERRIDES,
             f"train.out_dir={out_dir}",
             "phase1.steps=8",
             "phase2.steps=4",
