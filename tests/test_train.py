@@ -285,3 +285,19 @@ def test_init_weights_starts_from_a_weights_file_and_rejects_another_network(tmp
     other = tiny_config(tmp_path / "c", "model.width=0.125", f"train.init_weights={weights}")
     with pytest.raises(ValueError, match="init_weights"):
         prepare_run(other, train_set=SyntheticPhotos(), val_set=None)
+
+
+def test_cpu_bf16_is_used_only_when_asked_and_trains(tmp_path: Path) -> None:
+    auto = prepare_run(tiny_config(tmp_path / "auto"), train_set=SyntheticPhotos())
+    assert auto.amp_dtype is None  # auto stays fp32 on the CPU
+    fp16 = prepare_run(tiny_config(tmp_path / "fp16", "train.precision=fp16"), train_set=SyntheticPhotos())
+    assert fp16.amp_dtype is None  # fp16 autocast is GPU-only
+    cfg = tiny_config(tmp_path / "bf16", "train.precision=bf16", "phase1.steps=4", "phase2.steps=0")
+    run = prepare_run(cfg, train_set=SyntheticPhotos())
+    assert run.amp_dtype == torch.bfloat16
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    fit(run)
+    after = run.model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    assert all(after[k].dtype == before[k].dtype for k in before)  # autocast leaves the fp32 weights fp32

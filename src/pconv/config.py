@@ -197,7 +197,8 @@ class TrainConfig:
         seed: seeds the model initialisation, the data order and every random crop and mask.
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         precision: ``"auto"`` (bf16 autocast on a GPU that supports it, fp32 on CPU), ``"fp32"``, ``"bf16"`` or
-            ``"fp16"`` (with a gradient scaler). Autocast is never used on CPU.
+            ``"fp16"`` (with a gradient scaler). On CPU, ``"bf16"`` autocast is used only when asked for; fp16 is
+            GPU-only.
         compile: wrap the model in ``torch.compile``.
         threads: CPU threads for torch (0 = torch's default).
         log_every: steps between loss/lr scalars (metrics.jsonl, TensorBoard, progress bar).

@@ -220,10 +220,19 @@ def _resolve_device(name: str, dist: DistInfo) -> torch.device:
 
 
 def _resolve_amp(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype, or None for fp32. Autocast is a GPU feature here: on CPU it is always off."""
-    if device.type != "cuda" or precision == "fp32":
-        if precision in ("bf16", "fp16") and device.type != "cuda":
-            log.info("precision %s is for GPUs; training in fp32 on %s", precision, device)
+    """Autocast dtype, or None for fp32.
+
+    ``auto`` is bf16 (or fp16 where bf16 is missing) on a GPU and fp32 on the CPU. On the CPU, ``bf16`` must be
+    asked for: it is about 1.5x faster where the processor has bf16 instructions (AVX512-BF16, AMX); ``fp16`` is
+    GPU-only and falls back to fp32 there.
+    """
+    if precision == "fp32":
+        return None
+    if device.type != "cuda":
+        if precision == "bf16":
+            return torch.bfloat16
+        if precision == "fp16":
+            log.info("precision fp16 is for GPUs; training in fp32 on %s (bf16 works on the CPU)", device)
         return None
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
