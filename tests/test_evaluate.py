@@ -387,3 +387,28 @@ def test_reuse_joins_earlier_scores_and_refuses_other_cases(shared_data: Path, t
     assert main(other) == 2
     assert "use the same photos, masks and --seed" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_pconv_is_compared_cell_by_cell_with_the_best_classical_method() -> None:
+    small, large = ev.Case(0, 0, Path("p.png"), 0, "N", "x"), ev.Case(1, 1, Path("q.png"), 5, "B", "y")
+
+    def res(case: ev.Case, method: str, l1: float, psnr: float, ssim: float) -> ev.CaseResult:
+        return ev.CaseResult(case, method, 0.05, l1, psnr, ssim, 0.01)
+
+    results = [
+        res(small, "pconv", 0.40, 33.0, 0.97),  # loses l1 to ns, wins PSNR and SSIM
+        res(small, "ns", 0.39, 32.0, 0.96),
+        res(small, "telea", 0.50, 32.5, 0.95),
+        res(large, "pconv", 5.0, 19.0, 0.70),  # wins all three
+        res(large, "ns", 5.5, 18.0, 0.69),
+        res(large, "telea", 5.4, 18.5, 0.68),
+        res(large, "mean", 1.0, 40.0, 0.99),  # the mean fill is not a classical rival
+    ]
+    text = report.markdown_report(ev.summarize(results), {})
+    section = text[text.index("## pconv against the best classical method (telea, ns)") :]
+    rows = [line for line in section.splitlines() if line.startswith("| (")]
+    assert rows[0] == "| (0.01,0.1] | N | 0.40 | 0.39 ns | **33.00** | 32.50 telea | **0.970** | 0.960 ns |"
+    assert rows[1] == "| (0.5,0.6] | B | **5.00** | 5.40 telea | **19.00** | 18.50 telea | **0.700** | 0.690 ns |"
+    assert len(rows) == 2  # empty cells are skipped
+    assert "l1 1/2, PSNR 2/2, SSIM 2/2, all three 1/2" in section
+    assert "## pconv against" not in report.markdown_report(ev.summarize(results[3:4]), {})

@@ -27,6 +27,7 @@ METRICS: dict[str, tuple[str, str, bool]] = {
     "ssim": ("SSIM", "{:.3f}", True),
 }
 KIND_NAMES = {"N": "N (no hole within 50 px of the border)", "B": "B (holes may touch the border)"}
+CLASSICAL = ("telea", "ns", "patchmatch")  # the baselines pconv must beat; ``mean`` is a floor, not a rival
 
 
 def prepare_out_dir(out: Path, *, overwrite: bool) -> Path:
@@ -94,6 +95,57 @@ def _comparison(summary: dict) -> list[str]:
     return lines
 
 
+def _beats(value: float, rival: float, metric: str) -> bool:
+    return value > rival if METRICS[metric][2] else value < rival
+
+
+def _against_classical(summary: dict, method: str = "pconv") -> list[str]:
+    """Cell-by-cell table of ``method`` against the best classical method of each cell and metric.
+
+    A cell is bold where ``method`` is strictly better on the unrounded means; empty cells are skipped. Returns
+    no lines unless ``method`` and at least one of ``CLASSICAL`` are in ``summary``.
+    """
+    rivals = [name for name in CLASSICAL if name in summary]
+    if method not in summary or not rivals:
+        return []
+    lines = [
+        f"## {method} against the best classical method ({', '.join(rivals)})",
+        "",
+        "Bold: better than the best classical method of that cell on the unrounded means.",
+        "",
+        "| hole ratio | kind | " + " | ".join(f"{method} {METRICS[m][0]} | best classical" for m in METRICS) + " |",
+        "|---" * (2 + 2 * len(METRICS)) + "|",
+    ]
+    wins = {m: 0 for m in METRICS}
+    all_three = cells = 0
+    for label, by_kind in summary[method]["cells"].items():
+        for kind in KINDS:
+            agg = by_kind[kind]
+            if agg["n"] == 0 or math.isnan(agg["l1"]):
+                continue
+            cells += 1
+            row, won_all = [label, kind], True
+            for metric in METRICS:
+                scored = [(summary[r]["cells"][label][kind][metric], r) for r in rivals]
+                scored = [(v, r) for v, r in scored if not math.isnan(v)]
+                text = _fmt(agg, metric)
+                if not scored:
+                    row += [text, "–"]
+                    won_all = False
+                    continue
+                pick = max if METRICS[metric][2] else min
+                best, rival = pick(scored)
+                won = not math.isnan(agg[metric]) and _beats(agg[metric], best, metric)
+                wins[metric] += won
+                won_all = won_all and won
+                row += [f"**{text}**" if won else text, f"{METRICS[metric][1].format(best)} {rival}"]
+            all_three += won_all
+            lines.append("| " + " | ".join(row) + " |")
+    counts = ", ".join(f"{METRICS[m][0].split(' ')[0]} {wins[m]}/{cells}" for m in METRICS)
+    lines += ["", f"Cells where {method} beats the best classical method: {counts}, all three {all_three}/{cells}."]
+    return lines
+
+
 def markdown_report(summary: dict, settings: dict) -> str:
     """The results.md text: settings, one table per method, a best-per-cell table, times."""
     lines = ["# Evaluation results", ""]
@@ -118,6 +170,8 @@ def markdown_report(summary: dict, settings: dict) -> str:
         ]
     if len(summary) > 1:
         lines += [*_comparison(summary), ""]
+    if against := _against_classical(summary):
+        lines += [*against, ""]
     lines += ["## Time per image", "", "| method | seconds per image | cases |", "|---|---|---|"]
     lines += [f"| {m} | {e['overall']['seconds']:.3f} | {e['overall']['n']} |" for m, e in summary.items()]
     return "\n".join(lines) + "\n"
