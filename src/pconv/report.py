@@ -79,9 +79,7 @@ def _best(summary: dict, cell: tuple[str, str] | None, kind: str, metric: str) -
     scored = [(agg_of(n)[metric], n) for n in summary if not math.isnan(agg_of(n)[metric])]
     if not scored:
         return "–"
-    higher = METRICS[metric][2]
-    best = max(v for v, _ in scored) if higher else min(v for v, _ in scored)
-    text = METRICS[metric][1].format(best)
+    text = METRICS[metric][1].format(_pick_best(scored, metric)[0])
     winners = [n for v, n in scored if METRICS[metric][1].format(v) == text]
     return f"{text} {'/'.join(winners)}"
 
@@ -93,6 +91,11 @@ def _comparison(summary: dict) -> list[str]:
         values = [_best(summary, None if label is None else (label, ""), kind, m) for kind in KINDS for m in METRICS]
         lines.append(f"| {label or 'all bins'} | " + " | ".join(values) + " |")
     return lines
+
+
+def _pick_best(scored: list[tuple[float, str]], metric: str) -> tuple[float, str]:
+    """The best ``(value, method)`` of non-NaN scores: highest PSNR/SSIM, lowest l1."""
+    return max(scored) if METRICS[metric][2] else min(scored)
 
 
 def _beats(value: float, rival: float, metric: str) -> bool:
@@ -121,7 +124,7 @@ def _against_classical(summary: dict, method: str = "pconv") -> list[str]:
     for label, by_kind in summary[method]["cells"].items():
         for kind in KINDS:
             agg = by_kind[kind]
-            if agg["n"] == 0 or math.isnan(agg["l1"]):
+            if agg["n"] == 0:
                 continue
             cells += 1
             row, won_all = [label, kind], True
@@ -133,8 +136,7 @@ def _against_classical(summary: dict, method: str = "pconv") -> list[str]:
                     row += [text, "–"]
                     won_all = False
                     continue
-                pick = max if METRICS[metric][2] else min
-                best, rival = pick(scored)
+                best, rival = _pick_best(scored, metric)
                 won = not math.isnan(agg[metric]) and _beats(agg[metric], best, metric)
                 wins[metric] += won
                 won_all = won_all and won

@@ -223,7 +223,7 @@ def _resolve_amp(precision: str, device: torch.device) -> Optional[torch.dtype]:
     """Autocast dtype, or None for fp32.
 
     ``auto`` is bf16 (or fp16 where bf16 is missing) on a GPU and fp32 on the CPU. On the CPU, ``bf16`` must be
-    asked for: it is about 1.5x faster where the processor has bf16 instructions (AVX512-BF16, AMX); ``fp16`` is
+    asked for: 1.5x faster on an AVX512-BF16 processor (benchmarks/bench_cpu_train_precision.py); ``fp16`` is
     GPU-only and falls back to fp32 there.
     """
     if precision == "fp32":
