@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from pconv.bench import bench_valid_mask, interleaved, summarize
 from pconv.config import LossConfig, ModelConfig
 from pconv.losses import InpaintingLoss
 from pconv.model import PConvUNet
@@ -28,18 +27,17 @@ def step_seconds(threads: int, bf16: bool, width: float, steps: int = 5) -> floa
     loss_fn = InpaintingLoss(LossConfig(valid=1, hole=6, perceptual=0, style=0, tv=0.1, ssim=4))
     optimizer = torch.optim.Adam(net.parameters(), 1e-4)
     image = torch.rand(8, 3, 256, 256)
-    valid_mask = (torch.rand(8, 1, 256, 256) > 0.3).float()  # 1 = known
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
+    valid_mask = bench_valid_mask(8, 256, 256, 0.3)  # 1 = known
+
+    def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             output, _ = net(image * valid_mask, valid_mask)
             total = loss_fn(output, image, valid_mask)["total"]
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+
+    return summarize(interleaved({"step": step}, warmup=1, repeats=steps)["step"])["median_s"]
 
 
 def main() -> None:
