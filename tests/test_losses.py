@@ -10,7 +10,14 @@ import torch
 from skimage.metrics import structural_similarity
 
 from pconv.config import LossConfig
-from pconv.losses import InpaintingLoss, VGG16Features, build_loss, load_vgg16_features, total_variation
+from pconv.losses import (
+    InpaintingLoss,
+    VGG16Features,
+    build_loss,
+    hole_ssim_loss,
+    load_vgg16_features,
+    total_variation,
+)
 from pconv.metrics import l1, psnr, ssim
 
 NO_VGG = LossConfig(perceptual=0.0, style=0.0)
@@ -188,6 +195,32 @@ def test_ssim_matches_scikit_image() -> None:
         ref = structural_similarity(a[i], b[i], data_range=1.0, channel_axis=0)
         assert ours[i].item() == pytest.approx(ref, abs=1e-5)
     assert ssim(torch.from_numpy(a), torch.from_numpy(a)).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_hole_ssim_is_the_image_ssim_term_over_the_windows_the_hole_reaches() -> None:
+    # Two 48x48 images, a 4x4 hole in the first and a 20x20 hole in the second, noisy fill in both.
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 48, 48)
+    valid = torch.ones(2, 1, 48, 48)
+    valid[0, :, 20:24, 20:24] = 0
+    valid[1, :, 10:30, 10:30] = 0
+    output = (image + 0.3 * torch.randn_like(image)).clamp(0, 1)
+    comp = valid * image + (1 - valid) * output
+    whole = 1 - ssim(comp, image)  # (2,), every window counted
+    windows = 42 * 42  # 7x7 windows that fit in 48x48
+    reached = torch.tensor([(4 + 6) ** 2, (20 + 6) ** 2], dtype=torch.float32)  # windows overlapping each hole
+    expected = (whole * windows / reached).mean()
+    torch.testing.assert_close(hole_ssim_loss(comp, image, valid), expected, rtol=1e-4, atol=1e-6)
+    # The small hole weighs far more than in the whole-image term; no hole adds nothing; a perfect fill scores 0.
+    assert hole_ssim_loss(comp[:1], image[:1], valid[:1]) > 10 * whole[0]
+    assert hole_ssim_loss(image, image, torch.ones_like(valid)).item() == 0.0
+    assert hole_ssim_loss(image, image, valid).item() == pytest.approx(0.0, abs=1e-6)
+    terms = InpaintingLoss(LossConfig(perceptual=0.0, style=0.0, ssim_hole=2.0))(output, image, valid)
+    torch.testing.assert_close(terms["ssim_hole"], hole_ssim_loss(comp, image, valid))
+    plain = InpaintingLoss(NO_VGG)(output, image, valid)
+    torch.testing.assert_close(terms["total"], plain["total"] + 2.0 * terms["ssim_hole"])
+    with pytest.raises(ValueError, match="ssim_hole"):
+        LossConfig(ssim_hole=-1.0)
 
 
 def test_l1_and_psnr_on_known_values() -> None:

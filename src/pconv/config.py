@@ -106,6 +106,9 @@ class LossConfig:
         tv: total variation of I_comp over the 1-pixel dilation of the hole (paper: 0.1).
         ssim: weight of ``1 - SSIM(I_comp, I_gt)``; not in the paper (0 = off). METHOD.md's measurements: it raises
             both SSIM and PSNR.
+        ssim_hole: weight of ``1 - SSIM`` averaged over only the windows that overlap the hole, per image; not in
+            the paper (0 = off). Windows away from the hole score 1 on I_comp, so this is the ``ssim`` term divided
+            by the share of windows the hole reaches: a 5 % hole weighs about as much as a 50 % one.
         vgg_weights: local ImageNet VGG-16 weights (torchvision's ``vgg16-397923af.pth`` state dict, or the same
             tensors as safetensors); needed when ``perceptual`` or ``style`` is above 0. Nothing is downloaded.
     """
@@ -116,10 +119,11 @@ class LossConfig:
     style: float = 120.0
     tv: float = 0.1
     ssim: float = 0.0
+    ssim_hole: float = 0.0
     vgg_weights: Optional[str] = None
 
     def __post_init__(self) -> None:
-        for name in ("valid", "hole", "perceptual", "style", "tv", "ssim"):
+        for name in ("valid", "hole", "perceptual", "style", "tv", "ssim", "ssim_hole"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -11,7 +11,8 @@ holes and ``I_gt`` elsewhere, and ``Psi_p`` the ImageNet VGG-16 activations afte
   1-pixel dilation of the hole, divided by the element count N*C*H*W
 - total (eq. 7): valid + 6 hole + 0.05 perceptual + 120 (style_out + style_comp) + 0.1 tv
 
-Beyond the paper (weight 0 by default): ``ssim`` = 1 - SSIM(I_comp, I_gt), SSIM as scikit-image computes it.
+Beyond the paper (weight 0 by default): ``ssim`` = 1 - SSIM(I_comp, I_gt), SSIM as scikit-image computes it, and
+``ssim_hole`` = the same over only the SSIM windows that overlap the hole, per image (small holes count fully).
 The VGG-16 weights are never downloaded: ``load_vgg16_features(path)`` reads a local file.
 """
 
@@ -24,10 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pconv.config import LossConfig
-from pconv.metrics import ssim
+from pconv.metrics import ssim, ssim_map
 from pconv.model import composite
 
-__all__ = ["VGG16Features", "InpaintingLoss", "load_vgg16_features", "build_loss", "VGG_WEIGHTS_HELP"]
+__all__ = ["VGG16Features", "InpaintingLoss", "hole_ssim_loss", "load_vgg16_features", "build_loss", "VGG_WEIGHTS_HELP"]
 
 # torchvision's VGG-16 conv layers up to pool3 ("D" configuration); pool1..pool3 follow features.4, .9 and .16.
 _VGG16_TO_POOL3: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
@@ -128,6 +129,24 @@ def _dilated_hole(valid_mask: Tensor) -> Tensor:
     return F.max_pool2d(1 - valid_mask, kernel_size=3, stride=1, padding=1)
 
 
+def hole_ssim_loss(comp: Tensor, target: Tensor, valid_mask: Tensor, *, win_size: int = 7) -> Tensor:
+    """``1 - SSIM`` averaged over the windows that overlap the hole, per image, then over the batch.
+
+    Windows that do not overlap the hole see the truth on both sides and score exactly 1, so per image this is
+    ``1 - SSIM(comp, target)`` divided by the share of windows the hole reaches.
+
+    Args:
+        comp, target: (N, C, H, W) in [0, 1]; ``comp`` equals ``target`` on the known pixels.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
+    Returns:
+        scalar in [0, 2]; images without a hole add 0.
+    """
+    loss_map = 1 - ssim_map(comp, target, win_size=win_size)  # (N, C, H - w + 1, W - w + 1)
+    reached = F.max_pool2d(1 - valid_mask.to(loss_map.dtype), kernel_size=win_size, stride=1)  # (N, 1, ...)
+    per_image = (loss_map * reached).flatten(1).sum(1) / (reached.flatten(1).sum(1) * loss_map.shape[1]).clamp_min(1)
+    return per_image.mean()
+
+
 def total_variation(comp: Tensor, region: Tensor) -> Tensor:
     """L1 of the horizontal and vertical differences of ``comp`` over neighbour pairs that both lie in ``region``.
 
@@ -171,7 +190,7 @@ class InpaintingLoss(nn.Module):
             valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel (the paper's M).
         Returns:
             scalars ``valid``, ``hole``, ``tv``; ``perceptual``, ``style_out``, ``style_comp`` when their weights
-            are above 0; ``ssim`` when its weight is above 0; and ``total``, the weighted sum.
+            are above 0; ``ssim`` and ``ssim_hole`` when their weights are above 0; and ``total``, the weighted sum.
         """
         cfg = self.config
         out, gt = output.float(), target.float()
@@ -200,6 +219,9 @@ class InpaintingLoss(nn.Module):
         if cfg.ssim > 0:
             terms["ssim"] = 1 - ssim(comp, gt).mean()
             total = total + cfg.ssim * terms["ssim"]
+        if cfg.ssim_hole > 0:
+            terms["ssim_hole"] = hole_ssim_loss(comp, gt, valid)
+            total = total + cfg.ssim_hole * terms["ssim_hole"]
         terms["total"] = total
         return terms
 
