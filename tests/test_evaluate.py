@@ -225,6 +225,24 @@ def test_pconv_method_keeps_known_pixels_and_batches_consistently() -> None:
         assert np.abs(a.astype(int) - b).max() <= 1  # batch composition changes float rounding at most
 
 
+def test_pconv_method_flip_average_matches_the_inpainter() -> None:
+    torch = pytest.importorskip("torch")
+    from pconv.inference import Inpainter
+
+    torch.manual_seed(0)
+    model = PConvUNet(ModelConfig(depth=4, width=0.125)).eval()
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    hole_masks = (rng.random((2, 64, 64)) < 0.3).astype(np.uint8)
+    outputs = {}
+    for flip in (True, False):
+        outputs[flip] = ev.PConvMethod(model, batch_size=2, flip_average=flip).fill_batch(images, hole_masks)
+        inpainter = Inpainter(model=model, device="cpu", fast=False, flip_average=flip)
+        for got, image, hole_mask in zip(outputs[flip], images, hole_masks):
+            assert np.abs(got.astype(int) - inpainter.inpaint(image, hole_mask)).max() <= 1  # float rounding only
+    assert not np.array_equal(outputs[True][0], outputs[False][0])
+
+
 # ---- the command ----------------------------------------------------------------------------------------------
 
 

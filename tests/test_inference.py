@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from pconv.config import ModelConfig
-from pconv.inference import Inpainter, plan_windows, resize_hole_mask
+from pconv.inference import Inpainter, flip_averaged, plan_windows, resize_hole_mask
 from pconv.model import PConvUNet, save_weights
 
 TINY = ModelConfig(depth=4, width=0.125)
@@ -200,6 +200,32 @@ def test_fast_path_matches_the_plain_network(model: PConvUNet) -> None:
     fast = Inpainter(model=model, device="cpu").inpaint(img, hole)
     plain = Inpainter(model=model, device="cpu", fast=False).inpaint(img, hole)
     assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1  # uint8 rounding of ~1e-6 differences
+
+
+def test_flip_averaged_is_the_mean_of_the_pass_and_the_mirrored_pass() -> None:
+    # A predictor that is not mirror-symmetric: it paints a left-to-right ramp. The mirrored pass paints the
+    # ramp mirrored, so the average is flat at 0.5; a predictor that commutes with the flip is left unchanged.
+    image, valid = torch.rand(2, 3, 6, 8), torch.ones(2, 1, 6, 8)
+    ramp = torch.linspace(0, 1, 8).expand(2, 3, 6, 8)
+    out = flip_averaged(lambda x, m: ramp, image, valid)
+    torch.testing.assert_close(out, torch.full_like(image, 0.5))
+    torch.testing.assert_close(flip_averaged(lambda x, m: x * m, image, valid), image)
+
+
+def test_inpainter_flip_average_is_the_default_and_can_be_turned_off(model: PConvUNet) -> None:
+    img = photo()
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    valid = torch.from_numpy(1 - box_hole(value=1)).float()[None, None]
+    with torch.inference_mode():
+        once = model(x, valid)[0]
+        mirrored = model(x.flip(-1), valid.flip(-1))[0].flip(-1)
+    expected = {False: once, True: (once + mirrored) / 2}
+    for flip in (False, True):
+        out = Inpainter(model=model, device="cpu", fast=False, flip_average=flip).inpaint(x[0], box_hole(value=1))
+        want = torch.where(valid[0] > 0, x[0], expected[flip][0].clamp(0, 1))
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
+    assert Inpainter(model=model, device="cpu").flip_average
+    assert not torch.allclose(expected[True], expected[False], atol=1e-3)  # the two settings really differ
 
 
 def test_weights_file_loads_the_same_model(tmp_path: Path, model: PConvUNet, inpainter: Inpainter) -> None:

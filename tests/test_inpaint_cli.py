@@ -116,6 +116,21 @@ def test_grey_antialiased_mask_and_dilate(tmp_path: Path, weights: Path) -> None
     assert not np.array_equal(read(tmp_path / "d.png")[10:25, 18], photo()[10:25, 18])
 
 
+def test_no_flip_average_runs_the_network_once(tmp_path: Path, weights: Path) -> None:
+    from pconv.inference import Inpainter
+
+    img, m = save(photo(), tmp_path / "a.png"), save(hole(), tmp_path / "m.png")
+    for flag, flip in (("--no-flip-average", False), (None, True)):
+        out = tmp_path / f"o_{flip}.png"
+        assert (
+            inpaint("--image", img, "--mask", m, "--output", out, "--weights", weights, *[flag][: flag is not None])
+            == 0
+        )
+        expected = Inpainter(weights, device="cpu", flip_average=flip).inpaint(photo(), hole())
+        assert np.array_equal(read(out), expected), flag
+    assert not np.array_equal(read(tmp_path / "o_True.png"), read(tmp_path / "o_False.png"))
+
+
 def test_alpha_channel_mask_and_black_hole_polarity(tmp_path: Path, weights: Path) -> None:
     img = save(photo(), tmp_path / "a.png")
     painted = np.zeros((H, W, 4), np.uint8)

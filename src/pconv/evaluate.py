@@ -260,16 +260,22 @@ class BaselineMethod:
 
 @dataclass
 class PConvMethod:
-    """The partial-convolution network, batched, in ``torch.inference_mode``, on ``device``."""
+    """The partial-convolution network, batched, in ``torch.inference_mode``, on ``device``.
+
+    ``flip_average`` averages with the prediction on the mirrored image, as ``pconv.inference.Inpainter`` does by
+    default (``pconv.inference.flip_averaged``); ``False`` scores one pass of the network.
+    """
 
     model: object
     batch_size: int = 4
     device: str = "cpu"
     name: str = "pconv"
+    flip_average: bool = True
 
     def fill_batch(self, images: np.ndarray, hole_masks: np.ndarray) -> list[np.ndarray]:
         import torch
 
+        from pconv.inference import flip_averaged
         from pconv.masks import hole_to_valid
         from pconv.model import composite
 
@@ -280,7 +286,10 @@ class PConvMethod:
             hole = torch.from_numpy(np.ascontiguousarray(hole_masks[start : start + self.batch_size]))
             valid_mask = hole_to_valid(hole.to(self.device).float()[:, None])  # (n, 1, H, W), 1 = known
             with torch.inference_mode():
-                prediction, _ = self.model(image, valid_mask)
+                if self.flip_average:
+                    prediction = flip_averaged(lambda x, m: self.model(x, m)[0], image, valid_mask)
+                else:
+                    prediction, _ = self.model(image, valid_mask)
                 filled = composite(image, prediction, valid_mask).clamp(0, 1)
             outputs.extend(to_uint8(filled.permute(0, 2, 3, 1).cpu().numpy()))
         return outputs

@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes for the baselines (default: 1)")
     parser.add_argument("--batch-size", type=int, default=4, help="pconv inference batch (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device for pconv (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--no-flip-average",
+        dest="flip_average",
+        action="store_false",
+        help="score one pass of the network instead of the flip average pconv inpaint uses",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask choice (default: %(default)s)")
     parser.add_argument(
         "--reuse",
@@ -108,11 +114,15 @@ def _build_methods(args: argparse.Namespace) -> tuple[list, dict[str, str]]:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         methods.append(
             PConvMethod(
-                load_weights(weights, map_location=device).to(device).eval(), batch_size=args.batch_size, device=device
+                load_weights(weights, map_location=device).to(device).eval(),
+                batch_size=args.batch_size,
+                device=device,
+                flip_average=args.flip_average,
             )
         )
         notes["pconv weights"] = str(weights)
         notes["pconv device"] = device
+        notes["pconv flip average"] = "yes" if args.flip_average else "no (one pass)"
     return methods, notes
 
 

@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels (default: 0)")
     parser.add_argument(
+        "--no-flip-average",
+        dest="flip_average",
+        action="store_false",
+        help="run the network once instead of averaging with the mirrored image (twice as fast, slightly worse)",
+    )
+    parser.add_argument(
         "--max-side",
         type=int,
         default=1024,
@@ -123,7 +129,11 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
 
     backend = args.backend or ("onnx" if args.onnx is not None else "torch")
     options = dict(
-        max_side=args.max_side, threshold=args.threshold, dilate=args.dilate, mask_polarity=args.mask_polarity
+        max_side=args.max_side,
+        threshold=args.threshold,
+        dilate=args.dilate,
+        mask_polarity=args.mask_polarity,
+        flip_average=args.flip_average,
     )
     if backend == "onnx":
         if args.onnx is None:
