@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pconv.bench import bench_valid_mask, interleaved, summarize
+from pconv.bench import bench_valid_mask, interleaved, print_table, summarize
 from pconv.config import LossConfig, ModelConfig
 from pconv.losses import InpaintingLoss
 from pconv.model import PConvUNet
@@ -45,21 +45,9 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    rows = [f"| {t} | {p} | {step_seconds(t, p == 'bf16', args.width):.2f} |" for t in (1, 2) for p in ("fp32", "bf16")]
-    text = "\n".join(
-        [
-            f"## CPU training step, width {args.width}, 256x256, batch 8 ({platform.machine()})",
-            "",
-            "| threads | precision | seconds per step (median of 5) |",
-            "|---|---|---|",
-            *rows,
-            "",
-        ]
-    )
-    print(text)
-    if args.out is not None:
-        with args.out.open("a") as f:
-            f.write("\n" + text)
+    rows = [(t, p, f"{step_seconds(t, p == 'bf16', args.width):.2f}") for t in (1, 2) for p in ("fp32", "bf16")]
+    title = f"CPU training step, width {args.width}, 256x256, batch 8 ({platform.machine()})"
+    print_table(title, ("threads", "precision", "seconds per step (median of 5)"), rows, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pconv.bench import bench_valid_mask, interleaved, summarize
+from pconv.bench import bench_valid_mask, interleaved, print_table, summarize
 from pconv.inference import Inpainter
 
 
@@ -33,23 +33,14 @@ def main() -> None:
         calls = {str(flip): partial(inp.inpaint, rgb_np, hole_np) for flip, inp in inpainters.items()}
         times = interleaved(calls, warmup=1, repeats=5)
         one, two = (summarize(times[str(flip)])["median_s"] for flip in (False, True))
-        rows.append(f"| {side}x{side} | {one:.3f} | {two:.3f} | {two / one:.2f}x |")
-    text = "\n".join(
-        [
-            f"## Shipped model, `Inpainter` on the CPU, {args.threads} threads ({platform.machine()})",
-            "",
-            "`PYTHONPATH=src python benchmarks/bench_flip_average.py --out benchmarks/RESULTS.md`; median of 5 calls.",
-            "",
-            "| size | one pass (`--no-flip-average`) s | flip average (default) s | ratio |",
-            "|---|---|---|---|",
-            *rows,
-            "",
-        ]
+        rows.append((f"{side}x{side}", f"{one:.3f}", f"{two:.3f}", f"{two / one:.2f}x"))
+    print_table(
+        f"Shipped model, `Inpainter` on the CPU, {args.threads} threads ({platform.machine()})",
+        ("size", "one pass (`--no-flip-average`) s", "flip average (default) s", "ratio"),
+        rows,
+        args.out,
+        note="`PYTHONPATH=src python benchmarks/bench_flip_average.py --out benchmarks/RESULTS.md`; median of 5 calls.",
     )
-    print(text)
-    if args.out is not None:
-        with args.out.open("a") as f:
-            f.write("\n" + text)
 
 
 if __name__ == "__main__":

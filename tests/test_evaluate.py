@@ -210,13 +210,18 @@ def test_a_missing_or_malformed_output_is_an_error(shared_data: Path, mode: str,
         ev.run_evaluation(cases, [_Broken(mode)], source, progress=False)
 
 
-def test_pconv_method_keeps_known_pixels_and_batches_consistently() -> None:
+def _tiny_model_and_cases(n: int, seed: int) -> tuple[PConvUNet, np.ndarray, np.ndarray]:
+    """A tiny random network, n random 64x64 uint8 photos and (n, 64, 64) hole masks (1 = hole, ~30 %)."""
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     model = PConvUNet(ModelConfig(depth=4, width=0.125)).eval()
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
-    hole_masks = (rng.random((5, 64, 64)) < 0.3).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+    return model, images, (rng.random((n, 64, 64)) < 0.3).astype(np.uint8)
+
+
+def test_pconv_method_keeps_known_pixels_and_batches_consistently() -> None:
+    model, images, hole_masks = _tiny_model_and_cases(5, seed=0)
     one = ev.PConvMethod(model, batch_size=1).fill_batch(images, hole_masks)
     many = ev.PConvMethod(model, batch_size=4).fill_batch(images, hole_masks)
     for a, b, image, hole_mask in zip(one, many, images, hole_masks):
@@ -226,14 +231,9 @@ def test_pconv_method_keeps_known_pixels_and_batches_consistently() -> None:
 
 
 def test_pconv_method_flip_average_matches_the_inpainter() -> None:
-    torch = pytest.importorskip("torch")
+    model, images, hole_masks = _tiny_model_and_cases(2, seed=1)
     from pconv.inference import Inpainter
 
-    torch.manual_seed(0)
-    model = PConvUNet(ModelConfig(depth=4, width=0.125)).eval()
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    hole_masks = (rng.random((2, 64, 64)) < 0.3).astype(np.uint8)
     outputs = {}
     for flip in (True, False):
         outputs[flip] = ev.PConvMethod(model, batch_size=2, flip_average=flip).fill_batch(images, hole_masks)

@@ -222,3 +222,24 @@ def test_plain_and_fused_agree_on_the_paper_network_at_256() -> None:
     image, valid = inputs(1, 256, 256)
     with torch.inference_mode():
         torch.testing.assert_close(fused(image, valid)[0], model(image, valid)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_print_table_prints_and_appends_one_markdown_section(tmp_path, capsys) -> None:
+    from pconv.bench import print_table
+
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n")
+    text = print_table("Speed", ("size", "s"), [("512x512", "0.10"), ("1024x1024", 0.4)], out, note="median of 5")
+    assert capsys.readouterr().out.strip() == text.strip()
+    assert text.splitlines() == [
+        "## Speed",
+        "",
+        "median of 5",
+        "",
+        "| size | s |",
+        "|---|---|",
+        "| 512x512 | 0.10 |",
+        "| 1024x1024 | 0.4 |",
+    ]
+    print_table("Again", ("a",), [(1,)], out)
+    assert out.read_text() == "# Results\n\n" + text + "\n## Again\n\n| a |\n|---|\n| 1 |\n"

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ __all__ = [
     "ReferencePConvUNet",
     "bench_valid_mask",
     "interleaved",
+    "print_table",
     "run_benchmarks",
 ]
 
@@ -354,6 +355,26 @@ def interleaved(
 def summarize(times: list[float]) -> dict[str, Any]:
     """Median, min and max of a list of seconds, plus the raw list."""
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "times_s": times}
+
+
+def print_table(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[object]], out: Path | None, *, note: str = ""
+) -> str:
+    """A Markdown section (``## title``, ``note``, a table), printed, and appended to ``out`` if given; returns it."""
+    lines = [
+        f"## {title}",
+        "",
+        *([note, ""] if note else []),
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    text = "\n".join([*lines, ""])
+    print(text)
+    if out is not None:
+        with out.open("a") as f:
+            f.write("\n" + text)
+    return text
 
 
 def _forward(model: nn.Module, image: Tensor, valid_mask: Tensor) -> Callable[[], object]:
