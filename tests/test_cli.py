@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from pconv.cli import main
@@ -38,3 +39,17 @@ def test_demo_never_overwrites_without_flag(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "exists" in result.stderr and "Traceback" not in result.stderr
     assert out.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("command", ["inpaint", "serve", "evaluate"])
+def test_flip_average_is_on_unless_no_flip_average_is_given(command: str) -> None:
+    from pconv.cli import build_parser
+
+    required = {
+        "inpaint": ["--image", "a.png", "--mask", "m.png", "--output", "o.png"],
+        "serve": [],
+        "evaluate": ["--photos", "p", "--masks", "m"],
+    }
+    parser = build_parser()
+    assert parser.parse_args([command, *required[command]]).flip_average is True
+    assert parser.parse_args([command, *required[command], "--no-flip-average"]).flip_average is False

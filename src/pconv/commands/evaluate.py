@@ -7,6 +7,8 @@ import argparse
 import time
 from pathlib import Path
 
+from pconv.commands._options import add_flip_average
+
 HELP = (
     "Evaluate the network and/or baselines (telea, ns, patchmatch, mean) on photos x hole masks: l1, PSNR, SSIM "
     "per hole-ratio bin and N/B; writes results.md/.json, cases.csv, plots and a sample grid."
@@ -41,12 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes for the baselines (default: 1)")
     parser.add_argument("--batch-size", type=int, default=4, help="pconv inference batch (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device for pconv (default: cuda if available, else cpu)")
-    parser.add_argument(
-        "--no-flip-average",
-        dest="flip_average",
-        action="store_false",
-        help="score one pass of the network instead of the flip average pconv inpaint uses",
-    )
+    add_flip_average(parser, help="score one pass of the network instead of the flip average pconv inpaint uses")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask choice (default: %(default)s)")
     parser.add_argument(
         "--reuse",

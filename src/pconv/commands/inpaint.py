@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pconv.commands._options import add_flip_average
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -49,12 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold", type=int, default=127, help="grey level above which a mask pixel is white (default: %(default)s)"
     )
     parser.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels (default: 0)")
-    parser.add_argument(
-        "--no-flip-average",
-        dest="flip_average",
-        action="store_false",
-        help="run the network once instead of averaging with the mirrored image (twice as fast, slightly worse)",
-    )
+    add_flip_average(parser)
     parser.add_argument(
         "--max-side",
         type=int,

@@ -6,6 +6,8 @@ import argparse
 import socket
 from pathlib import Path
 
+from pconv.commands._options import add_flip_average
+
 HELP = "Start the web editor and HTTP API (POST /api/v1/inpaint, docs at /docs) on http://127.0.0.1:8080."
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -22,12 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", type=Path, default=None, help="safetensors weights (default: the model shipped with pconv)"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available, else cpu)")
-    parser.add_argument(
-        "--no-flip-average",
-        dest="flip_average",
-        action="store_false",
-        help="run the network once instead of averaging with the mirrored image (twice as fast, slightly worse)",
-    )
+    add_flip_average(parser)
     parser.add_argument("--max-upload-mb", type=float, default=40.0, help="largest request (default: %(default)s MiB)")
     parser.add_argument("--max-concurrency", type=int, default=1, help="inferences at once (default: %(default)s)")
     parser.add_argument(
