@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -301,3 +302,32 @@ def test_cpu_bf16_is_used_only_when_asked_and_trains(tmp_path: Path) -> None:
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
     assert all(after[k].dtype == before[k].dtype for k in before)  # autocast leaves the fp32 weights fp32
+
+
+def test_mask_max_ratio_keeps_generated_holes_small_and_rejects_bad_uses(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pconv.train import build_datasets
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        Image.fromarray(rng.integers(0, 256, (72, 72, 3), dtype=np.uint8)).save(photos / f"p{k}.png")
+
+    def hole_ratios(*overrides: str) -> np.ndarray:
+        cfg = tiny_config(tmp_path / "run", f"data.train_root={photos}", "data.crop_size=64", *overrides)
+        train_set, _ = build_datasets(cfg)
+        return np.array([1 - float(train_set[i][1].mean()) for i in range(len(train_set))])
+
+    small, every = hole_ratios("data.mask_max_ratio=0.2"), hole_ratios()
+    assert small.max() <= 0.2 + 1e-6 and small.min() > 0.01
+    assert every.max() > 0.3  # the default keeps the large-hole bins
+    with pytest.raises(ValueError, match="data.mask_max_ratio must be between 0.1"):
+        tiny_config(tmp_path / "run", "data.mask_max_ratio=0.05")
+    with pytest.raises(ValueError, match="generated masks only"):
+        build_datasets(
+            tiny_config(
+                tmp_path / "run", f"data.train_root={photos}", f"data.masks={photos}", "data.mask_max_ratio=0.3"
+            )
+        )

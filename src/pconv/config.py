@@ -144,6 +144,8 @@ class DataConfig:
         mask_preset: with generated masks, a preset of ``pconv.masks.PRESETS`` or ``"mixed"`` (one picked per mask).
         mask_scale: with generated masks, the shape size relative to a 512 × 512 image; 0 scales shapes with the
             crop. 1.0 on 256 crops trains on holes as wide in pixels as those of 512 × 512 evaluation masks.
+        mask_max_ratio: with generated masks, use only the hole-ratio bins (``pconv.masks.RATIO_BINS``) that end
+            at or below this ratio; 0.6 (default) keeps all six. 0.3 fine-tunes on holes of at most 30 %.
         crop_size: side of the random square training crops.
         batch_size: images per step *per process* (the global batch is this times the number of processes).
         num_workers: DataLoader worker processes (0 = load in the training process).
@@ -156,6 +158,7 @@ class DataConfig:
     masks: str = "generated"
     mask_preset: str = "medium"
     mask_scale: float = 0.0
+    mask_max_ratio: float = 0.6
     crop_size: int = 256
     batch_size: int = 6  # paper, section 4
     num_workers: int = 2
@@ -171,6 +174,11 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be <= {MAX_CROP_SIZE} pixels, got {getattr(self, name)}")
         if self.num_workers < 0 or self.val_count < 0 or self.mask_scale < 0:
             raise ValueError("data.num_workers, data.val_count and data.mask_scale must be >= 0")
+        if not 0.1 <= self.mask_max_ratio <= 1.0:
+            raise ValueError(
+                f"data.mask_max_ratio must be between 0.1 (the end of the smallest hole-ratio bin) and 1, "
+                f"got {self.mask_max_ratio}"
+            )
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ def _batches_from(run: TrainRun) -> Iterator[tuple[Tensor, Tensor]]:
 def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
     """The training set and the fixed validation set (or None) that ``cfg.data`` describes."""
     from pconv.data import InpaintingDataset
-    from pconv.masks import GeneratedMasks, NvidiaMasks
+    from pconv.masks import RATIO_BINS, GeneratedMasks, NvidiaMasks
 
     data = cfg.data
     if not data.train_root:
@@ -175,7 +175,10 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
         if root is not None and not Path(root).is_dir():
             raise FileNotFoundError(f"{name}: folder not found: {root}")
     if data.masks == "generated":
-        masks: Any = GeneratedMasks(preset=data.mask_preset, scale=data.mask_scale or None)
+        bins = tuple(b for b in RATIO_BINS if b[1] <= data.mask_max_ratio + 1e-9)
+        masks: Any = GeneratedMasks(preset=data.mask_preset, bins=bins, scale=data.mask_scale or None)
+    elif data.mask_max_ratio < RATIO_BINS[-1][1]:
+        raise ValueError("data.mask_max_ratio applies to generated masks only; leave it out with a mask folder")
     elif Path(data.masks).is_dir():
         masks = NvidiaMasks(data.masks)
     else:
