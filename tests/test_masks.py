@@ -285,3 +285,49 @@ def test_narrow_bin_with_oversized_shapes_still_lands_in_bin() -> None:
             96, 96, rng=np.random.default_rng(seed), ratio_bin=(0.1, 0.102), preset="thick", scale=3.0
         )
         assert 0.1 < hole.mean() <= 0.102
+
+
+def _outline_per_hole_pixel(hole: np.ndarray) -> float:
+    """Hole pixels with a known 4-neighbour, per hole pixel: high for ragged, broken outlines."""
+    import cv2
+
+    inner = cv2.erode(hole, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    return float((hole > inner).sum()) / max(int(hole.sum()), 1)
+
+
+def test_fragments_preset_breaks_strokes_into_ragged_pieces() -> None:
+    """Like the NVIDIA test masks: more separate pieces and more outline per hole pixel than smooth strokes."""
+    import cv2
+
+    def stats(preset: str) -> tuple[float, float]:
+        masks = [
+            generate_hole_mask(SIZE, SIZE, rng=np.random.default_rng(s), ratio_bin=(0.1, 0.2), preset=preset)
+            for s in range(12)
+        ]
+        assert all(0.1 < m.mean() <= 0.2 for m in masks)
+        pieces = np.mean([cv2.connectedComponents(m)[0] - 1 for m in masks])
+        return float(pieces), float(np.mean([_outline_per_hole_pixel(m) for m in masks]))
+
+    smooth_pieces, smooth_outline = stats("medium")
+    ragged_pieces, ragged_outline = stats("fragments")
+    assert ragged_pieces > 2 * smooth_pieces
+    assert ragged_outline > smooth_outline
+
+
+def test_preset_lists_pick_each_listed_preset_and_mixed_keeps_its_four() -> None:
+    from pconv.masks import MIXED_PRESETS, preset_names
+
+    assert preset_names("mixed") == MIXED_PRESETS == ("blobs", "medium", "thick", "thin")
+    assert preset_names("fragments, mixed") == ("fragments", *MIXED_PRESETS)
+    with pytest.raises(ValueError, match="unknown mask preset 'huge'"):
+        preset_names("thin,huge")
+    # "mixed" draws exactly what it drew before "fragments" existed: the same rng calls, the same masks.
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(6):
+        mixed = GeneratedMasks(preset="mixed", bins=((0.01, 0.1),)).sample(rng_a, 96)
+        rng_b.integers(1)  # the bin pick
+        name = MIXED_PRESETS[int(rng_b.integers(4))]
+        assert np.array_equal(mixed, generate_hole_mask(96, 96, rng=rng_b, ratio_bin=(0.01, 0.1), preset=name))
+    listed = GeneratedMasks(preset="fragments,thin", bins=((0.1, 0.2),))
+    masks = [listed.sample(np.random.default_rng(s), 128) for s in range(16)]
+    assert all(0.1 < m.mean() <= 0.2 for m in masks)

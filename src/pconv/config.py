@@ -141,7 +141,8 @@ class DataConfig:
         val_root: folder of validation photos; the first ``val_count`` (sorted by path) form a fixed validation
             set with fixed masks. ``None``: no validation.
         masks: ``"generated"`` for procedural stroke masks, or a folder of NVIDIA-style mask PNGs (white = hole).
-        mask_preset: with generated masks, a preset of ``pconv.masks.PRESETS`` or ``"mixed"`` (one picked per mask).
+        mask_preset: with generated masks, a preset of ``pconv.masks.PRESETS``, ``"mixed"`` (the four smooth
+            ones) or a comma list such as ``"mixed,fragments"``; with several, one is picked per mask.
         mask_scale: with generated masks, the shape size relative to a 512 × 512 image; 0 scales shapes with the
             crop. 1.0 on 256 crops trains on holes as wide in pixels as those of 512 × 512 evaluation masks.
         mask_max_ratio: with generated masks, use only the hole-ratio bins (``pconv.masks.RATIO_BINS``) that end

@@ -43,6 +43,8 @@ __all__ = [
     "RATIO_BINS",
     "MaskPreset",
     "PRESETS",
+    "MIXED_PRESETS",
+    "preset_names",
     "hole_ratio",
     "ratio_bin_index",
     "generate_hole_mask",
@@ -158,6 +160,8 @@ class MaskPreset:
         blob_radius: (min, max) mean radius of blobs and ellipses.
         speck_prob: chance that a shape is a cluster of small rectangles (like the blocky bits of the NVIDIA masks).
         shapes: (min, max) shapes per mask when no ratio bin is requested.
+        fragment: break each shape into bumpy pieces (``_fragment``), like the broken strokes and ragged
+            outlines of the NVIDIA test masks; False keeps the brush's smooth outline.
     """
 
     stroke_width: tuple[float, float]
@@ -169,6 +173,7 @@ class MaskPreset:
     blob_radius: tuple[float, float]
     speck_prob: float
     shapes: tuple[int, int]
+    fragment: bool = False
 
 
 # LaMa-like presets (thin / medium / thick brush strokes) plus mostly-blob masks.
@@ -177,7 +182,10 @@ PRESETS: dict[str, MaskPreset] = {
     "medium": MaskPreset((12, 40), (20, 70), (3, 10), 0.6, 0.15, 0.10, (20, 60), 0.15, (2, 6)),
     "thick": MaskPreset((30, 90), (30, 100), (2, 7), 0.5, 0.20, 0.15, (35, 100), 0.10, (1, 4)),
     "blobs": MaskPreset((20, 60), (20, 70), (2, 5), 0.6, 0.50, 0.25, (20, 90), 0.10, (2, 6)),
+    "fragments": MaskPreset((4, 18), (15, 50), (4, 14), 0.6, 0.15, 0.0, (10, 40), 0.10, (3, 8), fragment=True),
 }
+# What ``"mixed"`` picks from (the presets it has always meant, so older training commands still reproduce).
+MIXED_PRESETS: tuple[str, ...] = ("blobs", "medium", "thick", "thin")
 
 
 def hole_ratio(hole_mask: np.ndarray) -> float:
@@ -280,10 +288,49 @@ def _specks_step(
     return draw
 
 
+def _fragment(cv2: Any, shape: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Break a drawn (h, w) {0, 1} shape into bumpy pieces: keep it where smooth random noise is high, then grow
+    each piece by a small disc or square, so strokes turn into chains of blobs with ragged outlines."""
+    ys, xs = np.nonzero(shape)
+    out = np.zeros_like(shape)
+    if ys.size == 0:
+        return out
+    k = 2 * max(1, int(round(rng.integers(2, 7) * scale))) + 1  # growth kernel side, odd
+    y0, y1 = max(ys.min() - k, 0), min(ys.max() + k + 1, shape.shape[0])  # work in the shape's bounding box
+    x0, x1 = max(xs.min() - k, 0), min(xs.max() + k + 1, shape.shape[1])
+    noise = rng.standard_normal((y1 - y0, x1 - x0)).astype(np.float32)
+    noise = cv2.GaussianBlur(noise, (0, 0), rng.uniform(3, 8) * max(scale, 0.25))
+    kept = (shape[y0:y1, x0:x1] > 0) & (noise > np.quantile(noise[::3, ::3], rng.uniform(0.2, 0.55)))
+    kind = cv2.MORPH_ELLIPSE if rng.uniform() < 0.6 else cv2.MORPH_RECT
+    out[y0:y1, x0:x1] = cv2.dilate(kept.astype(np.uint8), cv2.getStructuringElement(kind, (k, k)))
+    return out
+
+
 def _shape_steps(
     cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
 ) -> Iterator[Callable[[np.ndarray], None]]:
-    """One random shape (stroke, blob, ellipse or specks) as drawing steps, so a caller can stop between them."""
+    """One random shape (stroke, blob, ellipse or specks) as drawing steps, so a caller can stop between them.
+
+    With ``p.fragment`` the whole shape is one step: drawn on its own canvas, fragmented, then added.
+    """
+    if p.fragment:
+        steps = list(_plain_shape_steps(cv2, rng, p, scale, h, w))
+        shape = np.zeros((h, w), np.uint8)
+        for step in steps:
+            step(shape)
+        pieces = _fragment(cv2, shape, rng, scale)
+
+        def draw(canvas: np.ndarray) -> None:
+            np.bitwise_or(canvas, pieces, out=canvas)
+
+        yield draw
+    else:
+        yield from _plain_shape_steps(cv2, rng, p, scale, h, w)
+
+
+def _plain_shape_steps(
+    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
+) -> Iterator[Callable[[np.ndarray], None]]:
     u = rng.uniform()
     if u < p.blob_prob:
         yield _blob_step(cv2, rng, p, scale, h, w)
@@ -424,12 +471,27 @@ class MaskSource(Protocol):
         ...
 
 
+def preset_names(preset: str) -> tuple[str, ...]:
+    """The preset names a ``GeneratedMasks`` preset string stands for: one name, or ``"a,b,..."`` where
+    ``"mixed"`` stands for ``MIXED_PRESETS`` and a name given twice is picked twice as often."""
+    names: tuple[str, ...] = ()
+    for name in (n.strip() for n in preset.split(",")):
+        names += MIXED_PRESETS if name == "mixed" else (name,)
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise ValueError(
+            f"unknown mask preset {unknown[0]!r}; choose from {', '.join(PRESETS)}, 'mixed', or a comma list"
+        )
+    return names
+
+
 @dataclass(frozen=True)
 class GeneratedMasks:
     """Procedural masks: each sample picks one of ``bins`` uniformly, then generates a mask in it.
 
     Attributes:
-        preset: a name in ``PRESETS``, ``"mixed"`` (a preset picked at random for each mask), or a ``MaskPreset``.
+        preset: a name in ``PRESETS``, several names joined by commas (one picked at random for each mask),
+            ``"mixed"`` (= ``MIXED_PRESETS``, the four smooth ones), or a ``MaskPreset``.
         bins: hole-ratio bins (lo, hi] to pick from; empty means no ratio control.
         border: hole-free margin in pixels of the sampled size.
         scale: shape size relative to 512 × 512 (see ``generate_hole_mask``); None scales with the sampled size.
@@ -444,8 +506,8 @@ class GeneratedMasks:
         """(size, size) uint8 in {0, 1}, 1 = hole."""
         ratio_bin = self.bins[int(rng.integers(len(self.bins)))] if self.bins else None
         preset = self.preset
-        if preset == "mixed":
-            names = sorted(PRESETS)
+        if isinstance(preset, str) and ("," in preset or preset == "mixed"):
+            names = preset_names(preset)
             preset = names[int(rng.integers(len(names)))]
         return generate_hole_mask(
             size, size, rng=rng, ratio_bin=ratio_bin, preset=preset, border=self.border, scale=self.scale

@@ -166,7 +166,7 @@ def _batches_from(run: TrainRun) -> Iterator[tuple[Tensor, Tensor]]:
 def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
     """The training set and the fixed validation set (or None) that ``cfg.data`` describes."""
     from pconv.data import InpaintingDataset
-    from pconv.masks import RATIO_BINS, GeneratedMasks, NvidiaMasks
+    from pconv.masks import RATIO_BINS, GeneratedMasks, NvidiaMasks, preset_names
 
     data = cfg.data
     if not data.train_root:
@@ -175,6 +175,7 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
         if root is not None and not Path(root).is_dir():
             raise FileNotFoundError(f"{name}: folder not found: {root}")
     if data.masks == "generated":
+        preset_names(data.mask_preset)  # an unknown name fails here, not in a loader worker
         bins = tuple(b for b in RATIO_BINS if b[1] <= data.mask_max_ratio + 1e-9)
         masks: Any = GeneratedMasks(preset=data.mask_preset, bins=bins, scale=data.mask_scale or None)
     elif data.mask_max_ratio < RATIO_BINS[-1][1]:
