@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="hole ratio bin LO-HI, e.g. 0.3-0.4: every mask's hole fraction lies in (LO, HI] "
         "(default: a random one of the paper's bins per mask)",
     )
-    parser.add_argument("--preset", default="medium", help="thin, medium, thick, blobs or fragments (default: %(default)s)")
+    parser.add_argument(
+        "--preset", default="medium", help="thin, medium, thick, blobs or fragments (default: %(default)s)"
+    )
     parser.add_argument("--size", type=int, default=512, help="mask side in pixels (default: %(default)s)")
     parser.add_argument(
         "--border", type=int, default=0, help="hole-free margin in pixels; the paper's is 50 at 512 (default: 0)"
