@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -40,16 +40,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--fp16", action="store_true", help="store fp16 tensors (half the file)")
     args = parser.parse_args(argv)
-    if args.output.exists():
-        print(f"average_weights: {args.output} exists; choose another --output", file=sys.stderr)
+    return build_and_save("average_weights", lambda: average_weights(args.weights), args.output, fp16=args.fp16)
+
+
+def build_and_save(prog: str, build: Callable[[], PConvUNet], output: Path, *, fp16: bool) -> int:
+    """Write ``build()`` to ``output`` (never over an existing file); a bad input is one line on stderr, exit 2."""
+    if output.exists():
+        print(f"{prog}: {output} exists; choose another --output", file=sys.stderr)
         return 2
     try:
-        model = average_weights(args.weights)
+        model = build()
     except (OSError, ValueError) as exc:
-        print(f"average_weights: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    save_weights(model, args.output, dtype=torch.float16 if args.fp16 else torch.float32)
-    print(f"average_weights: wrote {args.output}")
+    save_weights(model, output, dtype=torch.float16 if fp16 else torch.float32)
+    print(f"{prog}: wrote {output}")
     return 0
 
 

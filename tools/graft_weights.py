@@ -15,9 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from pconv.model import PConvUNet, load_weights
 
-from pconv.model import PConvUNet, load_weights, save_weights
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from average_weights import build_and_save  # noqa: E402
 
 
 def graft_weights(base: str | Path, donor: str | Path, blocks: Sequence[str]) -> PConvUNet:
@@ -43,17 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--fp16", action="store_true", help="store fp16 tensors (half the file)")
     args = parser.parse_args(argv)
-    if args.output.exists():
-        print(f"graft_weights: {args.output} exists; choose another --output", file=sys.stderr)
-        return 2
-    try:
-        model = graft_weights(args.base, args.donor, args.blocks.split(","))
-    except (OSError, ValueError) as exc:
-        print(f"graft_weights: {exc}", file=sys.stderr)
-        return 2
-    save_weights(model, args.output, dtype=torch.float16 if args.fp16 else torch.float32)
-    print(f"graft_weights: wrote {args.output}")
-    return 0
+    build = lambda: graft_weights(args.base, args.donor, args.blocks.split(","))  # noqa: E731
+    return build_and_save("graft_weights", build, args.output, fp16=args.fp16)
 
 
 if __name__ == "__main__":
