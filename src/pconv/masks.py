@@ -506,9 +506,9 @@ class GeneratedMasks:
         """(size, size) uint8 in {0, 1}, 1 = hole."""
         ratio_bin = self.bins[int(rng.integers(len(self.bins)))] if self.bins else None
         preset = self.preset
-        if isinstance(preset, str) and ("," in preset or preset == "mixed"):
-            names = preset_names(preset)
-            preset = names[int(rng.integers(len(names)))]
+        if isinstance(preset, str):
+            names = preset_names(preset)  # one name: no draw, so single-preset masks are what they always were
+            preset = names[int(rng.integers(len(names)))] if len(names) > 1 else names[0]
         return generate_hole_mask(
             size, size, rng=rng, ratio_bin=ratio_bin, preset=preset, border=self.border, scale=self.scale
         )
