@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+
+from pconv.config import ModelConfig
+from pconv.model import PConvUNet, save_weights
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -46,3 +50,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def make_weights(tmp_path: Path) -> Callable[..., Path]:
+    """``make_weights(seed, config)`` saves a randomly initialised network (default depth 4, width 1/8) under
+    tmp_path and returns the file; BatchNorm running means are random too, so tools that combine weights files
+    are checked on the statistics as well as on the parameters."""
+
+    def make(seed: int, config: ModelConfig | None = None) -> Path:
+        config = config or ModelConfig(depth=4, width=0.125)
+        torch.manual_seed(seed)
+        model = PConvUNet(config)
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-1, 1)
+        return save_weights(model, tmp_path / f"w{seed}_{config.depth}_{config.width}.safetensors")
+
+    return make

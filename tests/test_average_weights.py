@@ -9,24 +9,14 @@ import pytest
 import torch
 
 from pconv.config import ModelConfig
-from pconv.model import PConvUNet, load_weights, save_weights
+from pconv.model import load_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from average_weights import average_weights, main  # noqa: E402
 
-TINY = ModelConfig(depth=4, width=0.125)
 
-
-def _weights(tmp_path: Path, seed: int, config: ModelConfig = TINY) -> Path:
-    torch.manual_seed(seed)
-    model = PConvUNet(config)
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        bn.running_mean.uniform_(-1, 1)  # non-trivial statistics, so that averaging them is checked too
-    return save_weights(model, tmp_path / f"w{seed}_{config.width}.safetensors")
-
-
-def test_average_is_the_elementwise_mean_and_writes_a_loadable_file(tmp_path: Path) -> None:
-    a, b = _weights(tmp_path, 0), _weights(tmp_path, 1)
+def test_average_is_the_elementwise_mean_and_writes_a_loadable_file(tmp_path: Path, make_weights) -> None:
+    a, b = make_weights(0), make_weights(1)
     soup = average_weights([a, b]).state_dict()
     sa, sb = load_weights(a).state_dict(), load_weights(b).state_dict()
     for key, value in soup.items():
@@ -38,8 +28,8 @@ def test_average_is_the_elementwise_mean_and_writes_a_loadable_file(tmp_path: Pa
     torch.testing.assert_close(load_weights(out).state_dict(), soup)
 
 
-def test_refuses_other_architectures_one_file_and_an_existing_output(tmp_path: Path, capsys) -> None:
-    a, wide = _weights(tmp_path, 0), _weights(tmp_path, 1, ModelConfig(depth=4, width=0.25))
+def test_refuses_other_architectures_one_file_and_an_existing_output(tmp_path: Path, make_weights, capsys) -> None:
+    a, wide = make_weights(0), make_weights(1, ModelConfig(depth=4, width=0.25))
     with pytest.raises(ValueError, match="different model configs"):
         average_weights([a, wide])
     with pytest.raises(ValueError, match="at least two"):

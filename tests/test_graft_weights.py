@@ -12,13 +12,11 @@ from pconv.config import ModelConfig
 from pconv.model import load_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from graft_weights import graft_weights, main  # noqa: E402
-from test_average_weights import _weights  # noqa: E402
 
 
-def test_listed_blocks_come_from_the_donor_and_the_rest_from_the_base(tmp_path: Path) -> None:
-    base, donor = _weights(tmp_path, 0), _weights(tmp_path, 1)
+def test_listed_blocks_come_from_the_donor_and_the_rest_from_the_base(tmp_path: Path, make_weights) -> None:
+    base, donor = make_weights(0), make_weights(1)
     graft = graft_weights(base, donor, ["encoder.0", "decoder.0", "decoder.1"]).state_dict()
     sb, sd = load_weights(base).state_dict(), load_weights(donor).state_dict()
     from_donor = [k for k in graft if k.startswith(("encoder.0.", "decoder.0.", "decoder.1."))]
@@ -32,9 +30,11 @@ def test_listed_blocks_come_from_the_donor_and_the_rest_from_the_base(tmp_path: 
     torch.testing.assert_close(load_weights(out).state_dict(), graft)
 
 
-def test_refuses_unknown_blocks_other_architectures_and_an_existing_output(tmp_path: Path, capsys) -> None:
-    a, b = _weights(tmp_path, 0), _weights(tmp_path, 1)
-    wide = _weights(tmp_path, 2, ModelConfig(depth=4, width=0.25))
+def test_refuses_unknown_blocks_other_architectures_and_an_existing_output(
+    tmp_path: Path, make_weights, capsys
+) -> None:
+    a, b = make_weights(0), make_weights(1)
+    wide = make_weights(2, ModelConfig(depth=4, width=0.25))
     with pytest.raises(ValueError, match="unknown block 'decoder.9'; blocks are decoder.0"):
         graft_weights(a, b, ["decoder.9"])
     with pytest.raises(ValueError, match="different model configs"):
