@@ -42,7 +42,7 @@ def test_demo_never_overwrites_without_flag(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["inpaint", "serve", "evaluate"])
-def test_flip_average_is_on_unless_no_flip_average_is_given(command: str) -> None:
+def test_flip_and_shift_average_are_on_unless_turned_off(command: str) -> None:
     from pconv.cli import build_parser
 
     required = {
@@ -53,3 +53,5 @@ def test_flip_average_is_on_unless_no_flip_average_is_given(command: str) -> Non
     parser = build_parser()
     assert parser.parse_args([command, *required[command]]).flip_average is True
     assert parser.parse_args([command, *required[command], "--no-flip-average"]).flip_average is False
+    assert parser.parse_args([command, *required[command]]).shift_average is True
+    assert parser.parse_args([command, *required[command], "--no-shift-average"]).shift_average is False

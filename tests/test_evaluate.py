@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import subprocess
@@ -230,17 +231,18 @@ def test_pconv_method_keeps_known_pixels_and_batches_consistently() -> None:
         assert np.abs(a.astype(int) - b).max() <= 1  # batch composition changes float rounding at most
 
 
-def test_pconv_method_flip_average_matches_the_inpainter() -> None:
+def test_pconv_method_flip_and_shift_average_match_the_inpainter() -> None:
     model, images, hole_masks = _tiny_model_and_cases(2, seed=1)
     from pconv.inference import Inpainter
 
     outputs = {}
-    for flip in (True, False):
-        outputs[flip] = ev.PConvMethod(model, batch_size=2, flip_average=flip).fill_batch(images, hole_masks)
-        inpainter = Inpainter(model=model, device="cpu", fast=False, flip_average=flip)
-        for got, image, hole_mask in zip(outputs[flip], images, hole_masks):
+    for flip, shift in itertools.product((True, False), repeat=2):
+        method = ev.PConvMethod(model, batch_size=2, flip_average=flip, shift_average=shift)
+        outputs[flip, shift] = method.fill_batch(images, hole_masks)
+        inpainter = Inpainter(model=model, device="cpu", fast=False, flip_average=flip, shift_average=shift)
+        for got, image, hole_mask in zip(outputs[flip, shift], images, hole_masks):
             assert np.abs(got.astype(int) - inpainter.inpaint(image, hole_mask)).max() <= 1  # float rounding only
-    assert not np.array_equal(outputs[True][0], outputs[False][0])
+    assert len({outputs[key][0].tobytes() for key in outputs}) == 4  # the four settings really differ
 
 
 # ---- the command ----------------------------------------------------------------------------------------------

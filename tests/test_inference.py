@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from pconv.config import ModelConfig
-from pconv.inference import Inpainter, flip_averaged, plan_windows, resize_hole_mask
+from pconv.inference import Inpainter, flip_averaged, plan_windows, resize_hole_mask, shift_averaged
 from pconv.model import PConvUNet, save_weights
 
 TINY = ModelConfig(depth=4, width=0.125)
@@ -212,20 +213,43 @@ def test_flip_averaged_is_the_mean_of_the_pass_and_the_mirrored_pass() -> None:
     torch.testing.assert_close(flip_averaged(lambda x, m: x * m, image, valid), image)
 
 
-def test_inpainter_flip_average_is_the_default_and_can_be_turned_off(model: PConvUNet) -> None:
+def test_shift_averaged_moves_down_right_and_back() -> None:
+    # A predictor that ignores its input and paints odd rows: moved down by one and back, every row's partner
+    # has the other parity, so the average is 0.5 except the last row and column, which keep the single pass.
+    image, valid = torch.rand(2, 3, 6, 8), torch.ones(2, 1, 6, 8)
+    rows = (torch.arange(6) % 2).float()[:, None].expand(2, 3, 6, 8)
+    out = shift_averaged(lambda x, m: rows, image, valid)
+    torch.testing.assert_close(out[..., :-1, :-1], torch.full_like(out[..., :-1, :-1], 0.5))
+    torch.testing.assert_close(out[..., -1, :], rows[..., -1, :])
+    torch.testing.assert_close(out[..., :, -1], rows[..., :, -1])
+    # A predictor that commutes with the move (here: the input itself) is left unchanged; 1-px images too.
+    torch.testing.assert_close(shift_averaged(lambda x, m: x * m, image, valid), image)
+    tiny = torch.rand(1, 3, 1, 5)
+    torch.testing.assert_close(shift_averaged(lambda x, m: x + 1, tiny, torch.ones(1, 1, 1, 5)), tiny + 1)
+
+
+def test_inpainter_flip_and_shift_average_are_the_default_and_can_be_turned_off(model: PConvUNet) -> None:
     img = photo()
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
     valid = torch.from_numpy(1 - box_hole(value=1)).float()[None, None]
+    net = lambda a, m: model(a, m)[0]  # noqa: E731
     with torch.inference_mode():
-        once = model(x, valid)[0]
-        mirrored = model(x.flip(-1), valid.flip(-1))[0].flip(-1)
-    expected = {False: once, True: (once + mirrored) / 2}
-    for flip in (False, True):
-        out = Inpainter(model=model, device="cpu", fast=False, flip_average=flip).inpaint(x[0], box_hole(value=1))
-        want = torch.where(valid[0] > 0, x[0], expected[flip][0].clamp(0, 1))
+        once = net(x, valid)
+        mirrored = net(x.flip(-1), valid.flip(-1)).flip(-1)
+        moved = net(*(torch.nn.functional.pad(t[..., :-1, :-1], (1, 0, 1, 0), mode="replicate") for t in (x, valid)))
+        both = shift_averaged(lambda a, m: flip_averaged(net, a, m), x, valid)
+    shifted = once.clone()
+    shifted[..., :-1, :-1] = (once[..., :-1, :-1] + moved[..., 1:, 1:]) / 2
+    expected = {(False, False): once, (True, False): (once + mirrored) / 2, (False, True): shifted, (True, True): both}
+    for (flip, shift), pred in expected.items():
+        inpainter = Inpainter(model=model, device="cpu", fast=False, flip_average=flip, shift_average=shift)
+        out = inpainter.inpaint(x[0], box_hole(value=1))
+        want = torch.where(valid[0] > 0, x[0], pred[0].clamp(0, 1))
         torch.testing.assert_close(out, want, atol=1e-5, rtol=0)
-    assert Inpainter(model=model, device="cpu").flip_average
-    assert not torch.allclose(expected[True], expected[False], atol=1e-3)  # the two settings really differ
+    default = Inpainter(model=model, device="cpu")
+    assert default.flip_average and default.shift_average
+    for a, b in itertools.combinations(expected.values(), 2):
+        assert not torch.allclose(a, b, atol=1e-3)  # the four settings really differ
 
 
 def test_weights_file_loads_the_same_model(tmp_path: Path, model: PConvUNet, inpainter: Inpainter) -> None:

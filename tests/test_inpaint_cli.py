@@ -116,19 +116,19 @@ def test_grey_antialiased_mask_and_dilate(tmp_path: Path, weights: Path) -> None
     assert not np.array_equal(read(tmp_path / "d.png")[10:25, 18], photo()[10:25, 18])
 
 
-def test_no_flip_average_runs_the_network_once(tmp_path: Path, weights: Path) -> None:
+def test_no_flip_average_and_no_shift_average_reach_the_inpainter(tmp_path: Path, weights: Path) -> None:
     from pconv.inference import Inpainter
 
     img, m = save(photo(), tmp_path / "a.png"), save(hole(), tmp_path / "m.png")
-    for flag, flip in (("--no-flip-average", False), (None, True)):
-        out = tmp_path / f"o_{flip}.png"
-        assert (
-            inpaint("--image", img, "--mask", m, "--output", out, "--weights", weights, *[flag][: flag is not None])
-            == 0
-        )
-        expected = Inpainter(weights, device="cpu", flip_average=flip).inpaint(photo(), hole())
-        assert np.array_equal(read(out), expected), flag
-    assert not np.array_equal(read(tmp_path / "o_True.png"), read(tmp_path / "o_False.png"))
+    cases = {"default": ([], True, True), "noflip": (["--no-flip-average"], False, True)}
+    cases["none"] = (["--no-flip-average", "--no-shift-average"], False, False)
+    for name, (flags, flip, shift) in cases.items():
+        out = tmp_path / f"o_{name}.png"
+        assert inpaint("--image", img, "--mask", m, "--output", out, "--weights", weights, *flags) == 0
+        expected = Inpainter(weights, device="cpu", flip_average=flip, shift_average=shift).inpaint(photo(), hole())
+        assert np.array_equal(read(out), expected), name
+    outputs = {read(tmp_path / f"o_{name}.png").tobytes() for name in cases}
+    assert len(outputs) == 3
 
 
 def test_alpha_channel_mask_and_black_hole_polarity(tmp_path: Path, weights: Path) -> None:

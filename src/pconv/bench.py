@@ -668,7 +668,8 @@ def _size_call(
             # uint8 (H, W, 3) RGB and (H, W) hole mask, 255 = hole: what a user passes.
             rgb = (image[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
             hole = ((1 - valid[0, 0]) * 255).to(torch.uint8).numpy()
-            inpainter = Inpainter(model=model, device="cpu", flip_average=False)  # one pass: the network's time
+            # one pass: the network's time
+            inpainter = Inpainter(model=model, device="cpu", flip_average=False, shift_average=False)
             name = f"Inpainter (max_side {inpainter.max_side}), fused model{layout}"
             return (lambda: inpainter(rgb, hole)), name
     return (lambda: model(image, valid)), f"whole-image forward (fused{layout})"

@@ -262,8 +262,9 @@ class BaselineMethod:
 class PConvMethod:
     """The partial-convolution network, batched, in ``torch.inference_mode``, on ``device``.
 
-    ``flip_average`` averages with the prediction on the mirrored image, as ``pconv.inference.Inpainter`` does by
-    default (``pconv.inference.flip_averaged``); ``False`` scores one pass of the network.
+    ``flip_average`` and ``shift_average`` average with the predictions on the mirrored and on the one-pixel
+    moved image, as ``pconv.inference.Inpainter`` does by default (``pconv.inference.averaged_predictor``); both
+    ``False`` scores one pass of the network.
     """
 
     model: object
@@ -271,14 +272,16 @@ class PConvMethod:
     device: str = "cpu"
     name: str = "pconv"
     flip_average: bool = True
+    shift_average: bool = True
 
     def fill_batch(self, images: np.ndarray, hole_masks: np.ndarray) -> list[np.ndarray]:
         import torch
 
-        from pconv.inference import flip_averaged
+        from pconv.inference import averaged_predictor
         from pconv.masks import hole_to_valid
         from pconv.model import composite
 
+        predict = averaged_predictor(lambda x, m: self.model(x, m)[0], flip=self.flip_average, shift=self.shift_average)
         outputs: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
@@ -286,10 +289,7 @@ class PConvMethod:
             hole = torch.from_numpy(np.ascontiguousarray(hole_masks[start : start + self.batch_size]))
             valid_mask = hole_to_valid(hole.to(self.device).float()[:, None])  # (n, 1, H, W), 1 = known
             with torch.inference_mode():
-                if self.flip_average:
-                    prediction = flip_averaged(lambda x, m: self.model(x, m)[0], image, valid_mask)
-                else:
-                    prediction, _ = self.model(image, valid_mask)
+                prediction = predict(image, valid_mask)
                 filled = composite(image, prediction, valid_mask).clamp(0, 1)
             outputs.extend(to_uint8(filled.permute(0, 2, 3, 1).cpu().numpy()))
         return outputs

@@ -17,9 +17,12 @@ a window still longer than ``max_side`` is resized down for the network and its 
 only hole pixels are pasted back. A hole spread over the whole image thus degrades gracefully into "resize the
 image down, fill, resize the fill back up".
 
-Flip averaging (default on): the network also fills the left-right mirror image, and the two predictions (the
-second mirrored back) are averaged. Two passes, one after the other (twice the time, the same peak memory); the
-model card gives its effect on the evaluation.
+Test-time averaging (both default on, ``averaged_predictor``): flip averaging also fills the left-right mirror
+image, and shift averaging also fills the image moved one pixel down and right; the predictions (each moved or
+mirrored back) are averaged. The network halves the resolution eight times with stride 2, so a one-pixel move
+changes which pixels share a cell at every level, and averaging the two evens out that grid's imprint on the fill.
+Each doubles the passes, run one after the other (flip and shift: four, four times the time, the same peak
+memory); the model card gives their effect on the evaluation.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,10 +53,12 @@ __all__ = [
     "Window",
     "default_weights_path",
     "dilate_hole",
+    "averaged_predictor",
     "flip_averaged",
     "plan_windows",
     "resize_hole_mask",
     "resolve_device",
+    "shift_averaged",
 ]
 
 log = logging.getLogger(__name__)
@@ -247,7 +253,9 @@ class Inpainter:
         mask_polarity: ``"white-hole"`` (default: white = hole) or ``"black-hole"`` (black = hole).
         batch_size: how many same-size images run through the network at once.
         flip_average: average the prediction with that of the mirrored image (module docstring): better fills
-            for twice the time. ``False`` runs the network once.
+            for twice the time. ``False`` skips it.
+        shift_average: average the prediction with that of the image moved by one pixel (module docstring):
+            better fills for twice the time again. Both ``False`` runs the network once.
         fast: run a copy of the network with BatchNorm folded into the convolutions and channels-last layout
             (``pconv.model.fuse_for_inference``): the same output to float rounding, faster (benchmarks/RESULTS.md).
             ``self.model`` stays the unfused network.
@@ -267,6 +275,7 @@ class Inpainter:
         mask_polarity: str = "white-hole",
         batch_size: int = 4,
         flip_average: bool = True,
+        shift_average: bool = True,
         fast: bool = True,
     ) -> None:
         if sum(x is not None for x in (weights, model, predictor)) > 1:
@@ -280,7 +289,8 @@ class Inpainter:
             )
         self.device = resolve_device(device) if predictor is None else torch.device("cpu")
         self.max_side, self.margin, self.threshold, self.dilate = max_side, margin, threshold, dilate
-        self.mask_polarity, self.batch_size, self.flip_average = mask_polarity, batch_size, flip_average
+        self.mask_polarity, self.batch_size = mask_polarity, batch_size
+        self.flip_average, self.shift_average = flip_average, shift_average
         self.model: PConvUNet | None = None
         if predictor is None:
             self.model = (model if model is not None else _load_model(weights)).eval().to(self.device)
@@ -395,11 +405,25 @@ class Inpainter:
         valid_mask = hole_to_valid(hole_mask)  # the one polarity flip on this path
         with torch.inference_mode():
             image, valid_mask = image.to(self.device), valid_mask.to(self.device)
-            if self.flip_average:
-                pred = flip_averaged(self._predictor, image, valid_mask)
-            else:
-                pred = self._predictor(image, valid_mask)
+            predict = averaged_predictor(self._predictor, flip=self.flip_average, shift=self.shift_average)
+            pred = predict(image, valid_mask)
         return pred.float().cpu()
+
+
+def averaged_predictor(predict: Predictor, *, flip: bool = True, shift: bool = True) -> Predictor:
+    """``predict`` with test-time flip and / or one-pixel shift averaging (``flip_averaged``, ``shift_averaged``).
+
+    Args:
+        predict: ``(image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> (N, 3, H, W)``.
+        flip, shift: which averages to apply; with both the network runs four times, with neither once.
+    Returns:
+        A predictor of the same signature.
+    """
+    if flip:
+        predict = partial(flip_averaged, predict)
+    if shift:
+        predict = partial(shift_averaged, predict)
+    return predict
 
 
 def flip_averaged(predict: Predictor, image: Tensor, valid_mask: Tensor) -> Tensor:
@@ -414,6 +438,28 @@ def flip_averaged(predict: Predictor, image: Tensor, valid_mask: Tensor) -> Tens
     """
     mirrored = predict(image.flip(-1), valid_mask.flip(-1)).flip(-1)
     return (predict(image, valid_mask) + mirrored) / 2
+
+
+def shift_averaged(predict: Predictor, image: Tensor, valid_mask: Tensor) -> Tensor:
+    """The mean of ``predict`` on the image and, moved back, on the image moved one pixel down and right.
+
+    The moved copy repeats the first row and column and drops the last ones; its prediction, moved back, lacks
+    the last row and column, which take the unmoved prediction alone.
+
+    Args:
+        predict: ``(image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> (N, 3, H, W)``.
+        image: (N, 3, H, W) in [0, 1].
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
+    Returns:
+        (N, 3, H, W) prediction.
+    """
+    pred = predict(image, valid_mask)
+    if min(image.shape[-2:]) < 2:
+        return pred
+    moved = predict(*(F.pad(t[..., :-1, :-1], (1, 0, 1, 0), mode="replicate") for t in (image, valid_mask)))
+    out = pred.clone()
+    out[..., :-1, :-1] = (pred[..., :-1, :-1] + moved[..., 1:, 1:]) / 2
+    return out
 
 
 def _load_model(weights: str | Path | None) -> PConvUNet:

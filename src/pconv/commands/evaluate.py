@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from pconv.commands._options import add_flip_average
+from pconv.commands._options import add_flip_average, add_shift_average
 
 HELP = (
     "Evaluate the network and/or baselines (telea, ns, patchmatch, mean) on photos x hole masks: l1, PSNR, SSIM "
@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes for the baselines (default: 1)")
     parser.add_argument("--batch-size", type=int, default=4, help="pconv inference batch (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device for pconv (default: cuda if available, else cpu)")
-    add_flip_average(parser, help="score one pass of the network instead of the flip average pconv inpaint uses")
+    add_flip_average(parser, help="score pconv without the flip average pconv inpaint uses")
+    add_shift_average(parser, help="score pconv without the one-pixel shift average pconv inpaint uses")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask choice (default: %(default)s)")
     parser.add_argument(
         "--reuse",
@@ -115,11 +116,13 @@ def _build_methods(args: argparse.Namespace) -> tuple[list, dict[str, str]]:
                 batch_size=args.batch_size,
                 device=device,
                 flip_average=args.flip_average,
+                shift_average=args.shift_average,
             )
         )
         notes["pconv weights"] = str(weights)
         notes["pconv device"] = device
-        notes["pconv flip average"] = "yes" if args.flip_average else "no (one pass)"
+        notes["pconv flip average"] = "yes" if args.flip_average else "no"
+        notes["pconv shift average"] = "yes" if args.shift_average else "no"
     return methods, notes
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pconv.commands._options import add_flip_average
+from pconv.commands._options import add_flip_average, add_shift_average
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels (default: 0)")
     add_flip_average(parser)
+    add_shift_average(parser)
     parser.add_argument(
         "--max-side",
         type=int,
@@ -131,6 +132,7 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
         dilate=args.dilate,
         mask_polarity=args.mask_polarity,
         flip_average=args.flip_average,
+        shift_average=args.shift_average,
     )
     if backend == "onnx":
         if args.onnx is None:

@@ -6,7 +6,7 @@ import argparse
 import socket
 from pathlib import Path
 
-from pconv.commands._options import add_flip_average
+from pconv.commands._options import add_flip_average, add_shift_average
 
 HELP = "Start the web editor and HTTP API (POST /api/v1/inpaint, docs at /docs) on http://127.0.0.1:8080."
 
@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available, else cpu)")
     add_flip_average(parser)
+    add_shift_average(parser)
     parser.add_argument("--max-upload-mb", type=float, default=40.0, help="largest request (default: %(default)s MiB)")
     parser.add_argument("--max-concurrency", type=int, default=1, help="inferences at once (default: %(default)s)")
     parser.add_argument(
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be 0..65535, got {args.port}")
-    inpainter = Inpainter(args.weights, device=args.device, flip_average=args.flip_average)
+    inpainter = Inpainter(
+        args.weights, device=args.device, flip_average=args.flip_average, shift_average=args.shift_average
+    )
     app = create_app(
         inpainter,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
