@@ -1,4 +1,4 @@
-"""``tools/graft_weights.py``: blocks of one weights file put into another (a candidate measured against version 4)."""
+"""``tools/graft_weights.py``: blocks of one weights file put into another (how version 5 was made)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ Run: PYTHONPATH=src python tools/graft_weights.py BASE.safetensors DONOR.safeten
          --blocks encoder.0,encoder.1,decoder.0,decoder.1,decoder.2 --output GRAFT.safetensors [--fp16]
 Every tensor of the listed blocks (names as in ``PConvUNet.state_dict()``: ``encoder.i`` / ``decoder.i``, where
 ``decoder.i`` produces the resolution of ``encoder.i``'s input) comes from DONOR, every other one from BASE.
-Used to measure version 4 with the full-, half- and quarter-resolution blocks of a fine-tune on ragged masks
-(src/pconv/weights/MODEL_CARD.md, "What would close the gap"). Useful only for models fine-tuned from one another.
+Version 5 of the shipped model is version 4 with the full-, half- and quarter-resolution blocks of a fine-tune on
+ragged masks (src/pconv/weights/MODEL_CARD.md, "Schedule"). Useful only for models fine-tuned from one another.
 """
 
 from __future__ import annotations
