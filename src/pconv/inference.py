@@ -19,10 +19,10 @@ image down, fill, resize the fill back up".
 
 Test-time averaging (both default on, ``averaged_predictor``): flip averaging also fills the left-right mirror
 image, and shift averaging also fills the image moved one pixel down and right; the predictions (each moved or
-mirrored back) are averaged. The network halves the resolution eight times with stride 2, so a one-pixel move
+mirrored back) are averaged. Every encoder layer halves the resolution with stride 2, so a one-pixel move
 changes which pixels share a cell at every level, and averaging the two evens out that grid's imprint on the fill.
-Each doubles the passes, run one after the other (flip and shift: four, four times the time, the same peak
-memory); the model card gives their effect on the evaluation.
+Each doubles the passes, run one after the other (flip and shift: four, four times the time, about the same
+peak memory); the model card gives their effect on the evaluation.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ __all__ = [
     "MASK_POLARITIES",
     "Inpainter",
     "Window",
+    "averaged_predictor",
     "default_weights_path",
     "dilate_hole",
-    "averaged_predictor",
     "flip_averaged",
     "plan_windows",
     "resize_hole_mask",
