@@ -296,7 +296,7 @@ class Inpainter:
             self.model = (model if model is not None else _load_model(weights)).eval().to(self.device)
             self._net = fuse_for_inference(self.model, channels_last=True) if fast else self.model
             predictor = self._torch_predict
-        self._predictor = predictor
+        self._predict = averaged_predictor(predictor, flip=flip_average, shift=shift_average)
 
     def _torch_predict(self, image: Tensor, valid_mask: Tensor) -> Tensor:
         return self._net(image, valid_mask)[0]
@@ -405,8 +405,7 @@ class Inpainter:
         valid_mask = hole_to_valid(hole_mask)  # the one polarity flip on this path
         with torch.inference_mode():
             image, valid_mask = image.to(self.device), valid_mask.to(self.device)
-            predict = averaged_predictor(self._predictor, flip=self.flip_average, shift=self.shift_average)
-            pred = predict(image, valid_mask)
+            pred = self._predict(image, valid_mask)
         return pred.float().cpu()
 
 

@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from pconv.commands._options import add_flip_average, add_shift_average
+from pconv.commands._options import add_test_time_averages
 
 HELP = (
     "Evaluate the network and/or baselines (telea, ns, patchmatch, mean) on photos x hole masks: l1, PSNR, SSIM "
@@ -43,8 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes for the baselines (default: 1)")
     parser.add_argument("--batch-size", type=int, default=4, help="pconv inference batch (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device for pconv (default: cuda if available, else cpu)")
-    add_flip_average(parser, help="score pconv without the flip average pconv inpaint uses")
-    add_shift_average(parser, help="score pconv without the one-pixel shift average pconv inpaint uses")
+    add_test_time_averages(
+        parser,
+        flip_help="score pconv without the flip average pconv inpaint uses",
+        shift_help="score pconv without the one-pixel shift average pconv inpaint uses",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask choice (default: %(default)s)")
     parser.add_argument(
         "--reuse",

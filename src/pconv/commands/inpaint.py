@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pconv.commands._options import add_flip_average, add_shift_average
+from pconv.commands._options import add_test_time_averages
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threshold", type=int, default=127, help="grey level above which a mask pixel is white (default: %(default)s)"
     )
     parser.add_argument("--dilate", type=int, default=0, help="grow the hole by N pixels (default: 0)")
-    add_flip_average(parser)
-    add_shift_average(parser)
+    add_test_time_averages(parser)
     parser.add_argument(
         "--max-side",
         type=int,

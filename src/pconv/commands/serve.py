@@ -6,7 +6,7 @@ import argparse
 import socket
 from pathlib import Path
 
-from pconv.commands._options import add_flip_average, add_shift_average
+from pconv.commands._options import add_test_time_averages
 
 HELP = "Start the web editor and HTTP API (POST /api/v1/inpaint, docs at /docs) on http://127.0.0.1:8080."
 
@@ -24,8 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", type=Path, default=None, help="safetensors weights (default: the model shipped with pconv)"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available, else cpu)")
-    add_flip_average(parser)
-    add_shift_average(parser)
+    add_test_time_averages(parser)
     parser.add_argument("--max-upload-mb", type=float, default=40.0, help="largest request (default: %(default)s MiB)")
     parser.add_argument("--max-concurrency", type=int, default=1, help="inferences at once (default: %(default)s)")
     parser.add_argument(
