@@ -14,7 +14,6 @@ from pconv.losses import (
     InpaintingLoss,
     VGG16Features,
     build_loss,
-    hole_edge,
     hole_ssim_loss,
     load_vgg16_features,
     total_variation,
@@ -222,34 +221,6 @@ def test_hole_ssim_is_the_image_ssim_term_over_the_windows_the_hole_reaches() ->
     torch.testing.assert_close(terms["total"], plain["total"] + 2.0 * terms["ssim_hole"])
     with pytest.raises(ValueError, match="ssim_hole"):
         LossConfig(ssim_hole=-1.0)
-
-
-def test_hole_edge_is_the_hole_ring_next_to_known_pixels() -> None:
-    valid = torch.ones(2, 1, 12, 12)
-    valid[0, :, 2:10, 2:10] = 0  # an 8x8 hole: its outer 2-px ring is the edge, the 4x4 core is not
-    valid[1] = 0  # no known pixel at all: no edge
-    edge = hole_edge(valid, 2)
-    expected = torch.zeros(12, 12)
-    expected[2:10, 2:10] = 1
-    expected[4:8, 4:8] = 0
-    torch.testing.assert_close(edge[0, 0], expected)
-    assert edge[1].sum().item() == 0
-    one_deep = hole_edge(valid, 1)[0, 0]
-    assert one_deep.sum().item() == 8 * 8 - 6 * 6 and one_deep[3, 3].item() == 0 and one_deep[2, 5].item() == 1
-    # The loss term: L1 on those pixels, divided by N*C*H*W like the hole term, weighted into the total.
-    image = torch.rand(2, 3, 12, 12)
-    output = image.clone()
-    output[0, :, 2, 2] += 0.5  # on the edge
-    output[0, :, 5, 5] += 0.5  # in the core: not counted
-    terms = InpaintingLoss(LossConfig(perceptual=0.0, style=0.0, hole_edge=3.0))(output, image, valid)
-    assert terms["hole_edge"].item() == pytest.approx(3 * 0.5 / image.numel())
-    plain = InpaintingLoss(NO_VGG)(output, image, valid)
-    torch.testing.assert_close(terms["total"], plain["total"] + 3.0 * terms["hole_edge"])
-    assert "hole_edge" not in plain
-    with pytest.raises(ValueError, match="hole_edge_px"):
-        LossConfig(hole_edge_px=0)
-    with pytest.raises(ValueError, match="hole_edge"):
-        LossConfig(hole_edge=-1.0)
 
 
 def test_l1_and_psnr_on_known_values() -> None:

@@ -109,10 +109,6 @@ class LossConfig:
         ssim_hole: weight of ``1 - SSIM`` averaged over only the windows that overlap the hole, per image; not in
             the paper (0 = off). Windows away from the hole score 1 on I_comp, so this is the ``ssim`` term divided
             by the share of windows the hole reaches: a 5 % hole weighs about as much as a 50 % one.
-        hole_edge: weight of an extra L1 on the hole's edge, the hole pixels within ``hole_edge_px`` pixels
-            (3x3 steps) of a known pixel, divided like ``hole`` by N*C*H*W; not in the paper (0 = off). The paper's
-            network fills those pixels worse than a classical method that continues the known neighbours.
-        hole_edge_px: how deep into the hole the edge reaches (>= 1).
         vgg_weights: local ImageNet VGG-16 weights (torchvision's ``vgg16-397923af.pth`` state dict, or the same
             tensors as safetensors); needed when ``perceptual`` or ``style`` is above 0. Nothing is downloaded.
     """
@@ -124,16 +120,12 @@ class LossConfig:
     tv: float = 0.1
     ssim: float = 0.0
     ssim_hole: float = 0.0
-    hole_edge: float = 0.0
-    hole_edge_px: int = 2
     vgg_weights: Optional[str] = None
 
     def __post_init__(self) -> None:
-        for name in ("valid", "hole", "perceptual", "style", "tv", "ssim", "ssim_hole", "hole_edge"):
+        for name in ("valid", "hole", "perceptual", "style", "tv", "ssim", "ssim_hole"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
-        if self.hole_edge_px < 1:
-            raise ValueError(f"loss.hole_edge_px must be >= 1, got {self.hole_edge_px}")
 
     @property
     def needs_vgg(self) -> bool:

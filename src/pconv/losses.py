@@ -12,8 +12,7 @@ holes and ``I_gt`` elsewhere, and ``Psi_p`` the ImageNet VGG-16 activations afte
 - total (eq. 7): valid + 6 hole + 0.05 perceptual + 120 (style_out + style_comp) + 0.1 tv
 
 Beyond the paper (weight 0 by default): ``ssim`` = 1 - SSIM(I_comp, I_gt), SSIM as scikit-image computes it, and
-``ssim_hole`` = the same over only the SSIM windows that overlap the hole, per image (small holes count fully), and
-``hole_edge`` = mean |E * (I_out - I_gt)| with E the hole pixels within a few pixels of a known one (``hole_edge``).
+``ssim_hole`` = the same over only the SSIM windows that overlap the hole, per image (small holes count fully).
 The VGG-16 weights are never downloaded: ``load_vgg16_features(path)`` reads a local file.
 """
 
@@ -29,15 +28,7 @@ from pconv.config import LossConfig
 from pconv.metrics import ssim, ssim_map
 from pconv.model import composite
 
-__all__ = [
-    "VGG16Features",
-    "InpaintingLoss",
-    "hole_edge",
-    "hole_ssim_loss",
-    "load_vgg16_features",
-    "build_loss",
-    "VGG_WEIGHTS_HELP",
-]
+__all__ = ["VGG16Features", "InpaintingLoss", "hole_ssim_loss", "load_vgg16_features", "build_loss", "VGG_WEIGHTS_HELP"]
 
 # torchvision's VGG-16 conv layers up to pool3 ("D" configuration); pool1..pool3 follow features.4, .9 and .16.
 _VGG16_TO_POOL3: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M")
@@ -138,19 +129,6 @@ def _dilated_hole(valid_mask: Tensor) -> Tensor:
     return F.max_pool2d(1 - valid_mask, kernel_size=3, stride=1, padding=1)
 
 
-def hole_edge(valid_mask: Tensor, pixels: int) -> Tensor:
-    """The hole pixels within ``pixels`` 3x3 steps (chessboard distance) of a known pixel.
-
-    Args:
-        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
-        pixels: how deep into the hole the edge reaches (>= 1).
-    Returns:
-        (N, 1, H, W) in {0, 1}, 1 = hole pixel on the edge; all 0 where an image has no known pixel.
-    """
-    near_known = F.max_pool2d(valid_mask, kernel_size=2 * pixels + 1, stride=1, padding=pixels)
-    return (1 - valid_mask) * near_known
-
-
 def hole_ssim_loss(comp: Tensor, target: Tensor, valid_mask: Tensor, *, win_size: int = 7) -> Tensor:
     """``1 - SSIM`` averaged over the windows that overlap the hole, per image, then over the batch.
 
@@ -212,8 +190,7 @@ class InpaintingLoss(nn.Module):
             valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel (the paper's M).
         Returns:
             scalars ``valid``, ``hole``, ``tv``; ``perceptual``, ``style_out``, ``style_comp`` when their weights
-            are above 0; ``ssim``, ``ssim_hole`` and ``hole_edge`` when their weights are above 0; and ``total``, the
-            weighted sum.
+            are above 0; ``ssim`` and ``ssim_hole`` when their weights are above 0; and ``total``, the weighted sum.
         """
         cfg = self.config
         out, gt = output.float(), target.float()
@@ -245,9 +222,6 @@ class InpaintingLoss(nn.Module):
         if cfg.ssim_hole > 0:
             terms["ssim_hole"] = hole_ssim_loss(comp, gt, valid)
             total = total + cfg.ssim_hole * terms["ssim_hole"]
-        if cfg.hole_edge > 0:
-            terms["hole_edge"] = (hole_edge(valid, cfg.hole_edge_px) * diff).mean()
-            total = total + cfg.hole_edge * terms["hole_edge"]
         terms["total"] = total
         return terms
 
