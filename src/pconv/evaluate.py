@@ -284,9 +284,9 @@ class PConvMethod:
         predict = averaged_predictor(lambda x, m: self.model(x, m)[0], flip=self.flip_average, shift=self.shift_average)
         outputs: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
+            batch = torch.from_numpy(np.array(images[start : start + self.batch_size]))  # a writable copy
             image = batch.to(self.device).permute(0, 3, 1, 2).float() / 255  # (n, 3, H, W) in [0, 1]
-            hole = torch.from_numpy(np.ascontiguousarray(hole_masks[start : start + self.batch_size]))
+            hole = torch.from_numpy(np.array(hole_masks[start : start + self.batch_size]))
             valid_mask = hole_to_valid(hole.to(self.device).float()[:, None])  # (n, 1, H, W), 1 = known
             with torch.inference_mode():
                 prediction = predict(image, valid_mask)
