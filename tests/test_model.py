@@ -1,4 +1,5 @@
-"""PConvUNet: the paper's layer list, shapes at any size, hole-content invariance, BN freeze, weights files."""
+"""PConvUNet: the paper's layer list, shapes at any size, hole-content invariance, BN freeze, weights files, and the
+optional EdgeRefine head."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from pconv.config import ModelConfig
 from pconv.layers import PartialConv2d
-from pconv.model import PConvUNet, WeightsError, composite, load_weights, save_weights
+from pconv.model import PConvUNet, WeightsError, composite, fuse_for_inference, load_weights, save_weights
 
 TINY = ModelConfig(depth=4, width=0.125)
 
@@ -192,3 +193,25 @@ def test_weights_with_malformed_config_metadata_give_a_weights_error(tmp_path: P
         save_file(state, str(path), metadata={"pconv_model_config": bad})
         with pytest.raises(WeightsError, match="unreadable pconv model config"):
             load_weights(path)
+
+
+def test_edge_refine_starts_as_the_plain_network_and_reads_only_known_pixels(tmp_path: Path) -> None:
+    plain = PConvUNet(TINY).eval()
+    refined = PConvUNet(ModelConfig(depth=4, width=0.125, edge_refine=8)).eval()
+    refined.load_state_dict(plain.state_dict(), strict=False)  # the same backbone, a new head
+    image, valid = torch.rand(2, 3, 40, 36), hole_mask_like(2, 40, 36)
+    with torch.inference_mode():
+        torch.testing.assert_close(refined(image, valid)[0], plain(image, valid)[0])  # new head: unchanged
+        torch.nn.init.normal_(refined.refine.out.weight, std=0.1)
+        out, mask = refined(image, valid)
+        assert not torch.allclose(out, plain(image, valid)[0]) and mask.shape == (2, 1, 40, 36)
+        scribbled = image * valid + (1 - valid) * torch.rand_like(image) * 50
+        torch.testing.assert_close(refined(scribbled, valid)[0], out)  # hole content is never read
+        torch.testing.assert_close(fuse_for_inference(refined)(image, valid)[0], out, rtol=1e-4, atol=1e-5)
+    path = save_weights(refined, tmp_path / "refined.safetensors")
+    loaded = load_weights(path)
+    assert loaded.config.edge_refine == 8
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(image, valid)[0], out)
+    with pytest.raises(ValueError, match="edge_refine"):
+        ModelConfig(edge_refine=-1)

@@ -288,6 +288,30 @@ def test_init_weights_starts_from_a_weights_file_and_rejects_another_network(tmp
         prepare_run(other, train_set=SyntheticPhotos(), val_set=None)
 
 
+def test_trainable_trains_only_a_new_edge_refine_head_on_fixed_weights(tmp_path: Path) -> None:
+    first = train(tiny_config(tmp_path / "a"), train_set=SyntheticPhotos(), val_set=None)
+    weights = export_weights(first, tmp_path / "a.safetensors")
+    overrides = ("model.edge_refine=4", "train.trainable=refine", "phase1.steps=3", "phase2.steps=0")
+    cfg = tiny_config(tmp_path / "b", *overrides, "phase1.lr=1e-2", f"train.init_weights={weights}")
+    run = prepare_run(cfg, train_set=SyntheticPhotos(), val_set=None)
+    source = load_weights(weights).state_dict()
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    assert all(torch.equal(before[k], v) for k, v in source.items())  # the backbone comes from the file
+    assert {n for n, p in run.model.named_parameters() if p.requires_grad} == {
+        n for n, _ in run.model.named_parameters() if n.startswith("refine.")
+    }
+    fit(run)
+    after = run.model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in source)  # weights and BatchNorm statistics fixed
+    assert not torch.equal(after["refine.out.weight"], before["refine.out.weight"])
+    # A file with the head loads into a network without one (the head is dropped); bad prefixes are named.
+    with_head = export_weights(tmp_path / "b", tmp_path / "b.safetensors")
+    plain = prepare_run(tiny_config(tmp_path / "c", f"train.init_weights={with_head}"), train_set=SyntheticPhotos())
+    assert plain.model.refine is None and all(torch.equal(v, after[k]) for k, v in plain.model.state_dict().items())
+    with pytest.raises(ValueError, match="no parameters under 'refin'.*decoder.0"):
+        prepare_run(tiny_config(tmp_path / "d", "train.trainable=refin"), train_set=SyntheticPhotos())
+
+
 def test_cpu_bf16_is_used_only_when_asked_and_trains(tmp_path: Path) -> None:
     auto = prepare_run(tiny_config(tmp_path / "auto"), train_set=SyntheticPhotos())
     assert auto.amp_dtype is None  # auto stays fp32 on the CPU

@@ -47,11 +47,16 @@ class ModelConfig:
             multiple of ``2**depth``.
         width: multiplier on the paper's channel counts (0.5 gives the half-width network).
         in_channels: image channels (3 for RGB).
+        edge_refine: hidden channels of an optional full-resolution head after the paper's network
+            (``pconv.model.EdgeRefine``; beyond the paper, 0 = off). The paper makes every output pixel with one
+            linear 3x3 partial convolution, which fills the first pixels inside a hole's edge worse than
+            diffusion does; the head corrects them from the known neighbours.
     """
 
     depth: int = 8
     width: float = 1.0
     in_channels: int = 3
+    edge_refine: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.depth <= len(PAPER_KERNELS):
@@ -60,6 +65,8 @@ class ModelConfig:
             raise ValueError(f"width must be positive, got {self.width}")
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be at least 1, got {self.in_channels}")
+        if self.edge_refine < 0:
+            raise ValueError(f"edge_refine must be >= 0 (0 = off), got {self.edge_refine}")
 
     @property
     def kernels(self) -> tuple[int, ...]:
@@ -222,7 +229,11 @@ class TrainConfig:
         progress: show a tqdm progress bar.
         tensorboard: write TensorBoard events (skipped with a warning if tensorboard is not installed).
         init_weights: a safetensors weights file (``pconv.model.save_weights``) to start from instead of random
-            weights, e.g. the shipped model for fine-tuning; its network must match ``model``. Ignored on resume.
+            weights, e.g. the shipped model for fine-tuning; its network must match ``model`` except for
+            ``edge_refine``: a head the file lacks starts new (unchanged prediction), one ``model`` lacks is dropped.
+            Ignored on resume.
+        trainable: comma-separated module prefixes (e.g. ``"refine"``, ``"decoder.0,decoder.1"``) whose parameters
+            train; every other parameter and BatchNorm statistic stays fixed. Empty (default) trains everything.
     """
 
     out_dir: str = "runs/pconv"
@@ -239,6 +250,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     init_weights: Optional[str] = None
+    trainable: str = ""
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

@@ -5,6 +5,9 @@ BatchNorm on all but the first. Decoder: per step, nearest x2 upsampling of feat
 concatenation with the skip's features *and* mask, 3x3 partial convolution, BatchNorm, LeakyReLU(0.2); the
 last step joins the input image and input mask and gives 3 channels with no BatchNorm and no activation.
 
+Beyond the paper, off by default (``ModelConfig.edge_refine``): ``EdgeRefine``, a small full-resolution head that
+corrects the prediction from the known neighbours of each pixel.
+
 Convention: ``image`` (N, 3, H, W) in [0, 1]; ``valid_mask`` (N, 1, H, W) in {0, 1}, 1 = known pixel. The
 network sees ``2 * image - 1`` and its raw output is mapped back by ``(y + 1) / 2``, so predictions are in
 about [0, 1] (not clamped: there is no final activation, as in the paper).
@@ -24,6 +27,7 @@ from pconv.layers import PConvBlock
 
 __all__ = [
     "PConvUNet",
+    "EdgeRefine",
     "build_model",
     "composite",
     "fuse_for_inference",
@@ -33,6 +37,38 @@ __all__ = [
 ]
 
 
+class EdgeRefine(nn.Module):
+    """A residual head on the network's prediction: two 3x3 convolutions (LeakyReLU(0.2) between) over the
+    prediction, the masked image, the mask, the mean of the known pixels of each 3x3 neighbourhood and their share.
+
+    The last convolution starts at zero, so a new head leaves the prediction unchanged. Only known pixels of the
+    image are read.
+
+    Args:
+        channels: image channels C.
+        hidden: channels between the two convolutions.
+    """
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = nn.Conv2d(3 * channels + 2, hidden, 3, padding=1)
+        self.out = nn.Conv2d(hidden, channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, prediction: Tensor, image: Tensor, valid_mask: Tensor) -> Tensor:
+        """(N, C, H, W) prediction and image in [0, 1], (N, 1, H, W) valid_mask, 1 = known -> (N, C, H, W)."""
+        c = image.shape[1]
+        valid = valid_mask.to(image.dtype)
+        known = image * valid
+        ones = torch.ones(c + 1, 1, 3, 3, dtype=image.dtype, device=image.device)
+        sums = F.conv2d(torch.cat([known, valid], 1), ones, padding=1, groups=c + 1)  # (N, C + 1, H, W)
+        count = sums[:, c:]
+        mean_known = sums[:, :c] / count.clamp_min(1)
+        features = torch.cat([prediction, known, valid, mean_known, count / 9], 1)
+        return prediction + self.out(F.leaky_relu(self.hidden(features), 0.2))
+
+
 class PConvUNet(nn.Module):
     """Partial-convolution U-Net.
 
@@ -40,12 +76,16 @@ class PConvUNet(nn.Module):
         config: depth, width and input channels; the default is exactly the paper's network.
         freeze_encoder_bn: keep the encoder's BatchNorm layers in eval mode (running statistics frozen) even
             in ``train()`` mode: the paper's fine-tuning phase. Their affine parameters still learn.
+
+    Attribute ``fixed_prefixes`` (default empty; set by ``pconv train`` with ``train.trainable``): ``train()`` keeps
+    every BatchNorm whose name starts with one of these (e.g. ``"encoder.1.bn"``) in eval mode as well.
     """
 
     def __init__(self, config: ModelConfig | None = None, *, freeze_encoder_bn: bool = False) -> None:
         super().__init__()
         self.config = config or ModelConfig()
         self.freeze_encoder_bn = freeze_encoder_bn
+        self.fixed_prefixes: tuple[str, ...] = ()
         self.fused = False  # set by fuse_for_inference: BatchNorm folded, features kept 0 in their holes
         self.channels_last = False  # set by fuse_for_inference: features run in channels-last layout
         kernels, channels = self.config.kernels, self.config.channels
@@ -62,6 +102,7 @@ class PConvUNet(nn.Module):
             self.decoder.append(
                 PConvBlock(channels[i] + skip, skip, 3, bn=not last, activation=None if last else "leaky")
             )
+        self.refine = EdgeRefine(c_img, self.config.edge_refine) if self.config.edge_refine else None
 
     def train(self, mode: bool = True) -> PConvUNet:
         if mode and self.fused:
@@ -71,6 +112,10 @@ class PConvUNet(nn.Module):
             for block in self.encoder:
                 if block.bn is not None:
                     block.bn.eval()
+        if mode and self.fixed_prefixes:
+            for name, module in self.named_modules():
+                if isinstance(module, nn.BatchNorm2d) and name.startswith(self.fixed_prefixes):
+                    module.eval()
         return self
 
     def forward(self, image: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,6 +160,8 @@ class PConvUNet(nn.Module):
             # concat with the skip, then 3x3 pconv
             x, mask = self.decoder[i]([x, feats[i]], [mask, masks[i]], premasked=premasked)
         output = (x[:, :, :h, :w] + 1) / 2
+        if self.refine is not None:
+            output = self.refine(output, image, valid_mask)
         return output.contiguous(), mask[:, :, :h, :w]
 
 

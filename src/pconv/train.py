@@ -13,6 +13,7 @@ permutation, and only rank 0 logs, validates and writes checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -279,17 +280,44 @@ def _save_config(cfg: Config, run_dir: Path) -> None:
 
 
 def _load_init_weights(model: PConvUNet, path: str, expected: ModelConfig) -> None:
-    """Copy the weights of a ``save_weights`` file into ``model`` (fine-tuning start); the networks must match."""
+    """Copy the weights of a ``save_weights`` file into ``model`` (fine-tuning start); the networks must match
+    except for the ``edge_refine`` head (one the file lacks keeps its fresh initialisation)."""
     from pconv.model import load_weights
 
     source = load_weights(path)
-    if source.config != expected:
+    if dataclasses.replace(source.config, edge_refine=expected.edge_refine) != expected:
         raise ValueError(
             f"train.init_weights {path} holds a {source.config} network but the config asks for "
             f"{expected}; set model.depth/model.width to match"
         )
-    model.load_state_dict(source.state_dict())
-    log.info("initialised the model from %s", path)
+    target = model.state_dict()
+    state = source.state_dict()
+    model.load_state_dict({k: state.get(k, v) for k, v in target.items()})
+    fresh = sorted({k.split(".")[0] for k in target if k not in state})
+    log.info("initialised the model from %s%s", path, f" (new: {', '.join(fresh)})" if fresh else "")
+
+
+def _restrict_training(model: PConvUNet, trainable: str) -> list[nn.Parameter]:
+    """Fix every parameter and BatchNorm outside the comma-separated module prefixes; return the trainable ones."""
+    if not trainable.strip():
+        return list(model.parameters())
+    prefixes = tuple(f"{p.strip()}." for p in trainable.split(",") if p.strip())
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p[:-1] for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        blocks = sorted(
+            {".".join(n.split(".")[:2] if n.startswith(("encoder", "decoder")) else n.split(".")[:1]) for n in names}
+        )
+        raise ValueError(f"train.trainable: no parameters under {unknown[0]!r}; modules are {', '.join(blocks)}")
+    params = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(prefixes))
+        if param.requires_grad:
+            params.append(param)
+    model.fixed_prefixes = tuple(
+        n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and not f"{n}.".startswith(prefixes)
+    )
+    return params
 
 
 def prepare_run(
@@ -327,7 +355,7 @@ def prepare_run(
     torch.manual_seed(tc.seed)
     first_phase = cfg.phase_at(0)[1]
     model = PConvUNet(cfg.model, freeze_encoder_bn=first_phase.freeze_encoder_bn).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=first_phase.lr)
+    optimizer = torch.optim.Adam(_restrict_training(model, tc.trainable), lr=first_phase.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step = 0
     if tc.init_weights and not resume:
