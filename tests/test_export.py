@@ -40,6 +40,14 @@ def test_onnx_matches_pytorch_at_sizes_not_multiple_of_the_network(model: PConvU
     assert diff < 1e-5
 
 
+def test_onnx_with_the_edge_refine_head_matches_pytorch(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    net = PConvUNet(ModelConfig(depth=4, width=0.125, edge_refine=4)).eval()
+    torch.nn.init.normal_(net.refine.out.weight, std=0.1)  # a trained head, not the no-op it starts as
+    path = export_onnx(net, tmp_path / "refined.onnx")
+    assert check_onnx(net, path, sizes=[(16, 16), (21, 37)], batch=2) < 1e-5
+
+
 def test_graph_inputs_are_image_and_valid_mask_with_dynamic_sizes(onnx_path: Path) -> None:
     session = OnnxPredictor(onnx_path).session
     inputs = {i.name: i.shape for i in session.get_inputs()}

@@ -53,16 +53,18 @@ class EdgeRefine(nn.Module):
         super().__init__()
         self.hidden = nn.Conv2d(3 * channels + 2, hidden, 3, padding=1)
         self.out = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.register_buffer("box", torch.ones(channels + 1, 1, 3, 3), persistent=False)  # 3x3 sums per channel
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, prediction: Tensor, image: Tensor, valid_mask: Tensor) -> Tensor:
         """(N, C, H, W) prediction and image in [0, 1], (N, 1, H, W) valid_mask, 1 = known -> (N, C, H, W)."""
-        c = image.shape[1]
+        c = self.box.shape[0] - 1
         valid = valid_mask.to(image.dtype)
         known = image * valid
-        ones = torch.ones(c + 1, 1, 3, 3, dtype=image.dtype, device=image.device)
-        sums = F.conv2d(torch.cat([known, valid], 1), ones, padding=1, groups=c + 1)  # (N, C + 1, H, W)
+        sums = F.conv2d(
+            torch.cat([known, valid], 1), self.box.to(image.dtype), padding=1, groups=c + 1
+        )  # (N, C+1, H, W)
         count = sums[:, c:]
         mean_known = sums[:, :c] / count.clamp_min(1)
         features = torch.cat([prediction, known, valid, mean_known, count / 9], 1)
