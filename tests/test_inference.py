@@ -185,7 +185,7 @@ def test_shipped_model_is_trained_and_beats_a_flat_fill() -> None:
 
     assert default_weights_path().is_file(), "the package ships pconv/weights/pconv_default.safetensors"
     inpainter = Inpainter(device="cpu")
-    assert inpainter.model is not None and inpainter.model.config == ModelConfig(depth=8, width=0.25)
+    assert inpainter.model is not None and inpainter.model.config == ModelConfig(depth=8, width=0.25, edge_refine=16)
     sample = Path(__file__).resolve().parents[1] / "src" / "pconv" / "assets" / "kodim23.png"
     truth = np.asarray(Image.open(sample).convert("RGB"))
     hole = np.asarray(demo_hole(truth.shape[1], truth.shape[0])) > 127
