@@ -319,3 +319,26 @@ def test_real_photo_folders(shared_data: Path) -> None:
     evaluation = InpaintingDataset(folders, crop_size=256, train=False)
     assert len(evaluation) == 104
     assert torch.equal(evaluation[30][0], evaluation[30][0])
+
+
+def test_min_scale_shows_photos_downscaled_and_stays_deterministic(tmp_path: Path) -> None:
+    ramp = np.repeat(np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 256, axis=0), 3, axis=2)
+    _save(ramp, tmp_path / "ramp.png")  # value = column: a crop's value range is the width it covers
+    plain = InpaintingDataset(tmp_path, crop_size=32, masks=FixedHoles(), seed=1)
+    default = InpaintingDataset(tmp_path, crop_size=32, masks=FixedHoles(), seed=1, min_scale=1.0)
+    scaled = InpaintingDataset(tmp_path, crop_size=32, masks=FixedHoles(), seed=1, min_scale=0.25)
+
+    def spans(ds: InpaintingDataset) -> list[float]:
+        out = []
+        for epoch in range(12):
+            ds.set_epoch(epoch)
+            image = ds[0][0]
+            out.append(float(image[0].max() - image[0].min()) * 255)
+        return out
+
+    assert spans(plain) == spans(default) and max(spans(plain)) < 32  # min_scale 1 changes nothing
+    wide = spans(scaled)
+    assert max(wide) > 48 and max(wide) <= 128  # crops of up to 32 / 0.25 = 128 columns, shrunk to 32
+    assert wide == spans(scaled)  # the same items for the same (seed, epoch, index)
+    with pytest.raises(ValueError, match="min_scale"):
+        InpaintingDataset(tmp_path, crop_size=32, min_scale=0)

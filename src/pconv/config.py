@@ -155,6 +155,10 @@ class DataConfig:
         mask_max_ratio: with generated masks, use only the hole-ratio bins (``pconv.masks.RATIO_BINS``) that end
             at or below this ratio; 0.6 (default) keeps all six. 0.3 fine-tunes on holes of at most 30 %.
         crop_size: side of the random square training crops.
+        min_scale: photos are shown at a random scale between this and 1 (log-uniform; 1.0, the default, keeps
+            the photo's own resolution): a crop of ``crop_size / scale`` pixels is taken and downscaled (Lanczos)
+            to ``crop_size``, never below the photo's own short side. Downscaled photos are cleaner and smoother
+            (less noise and JPEG blocking), like photos taken larger and shown smaller; not in the paper.
         batch_size: images per step *per process* (the global batch is this times the number of processes).
         num_workers: DataLoader worker processes (0 = load in the training process).
         val_count: number of validation photos.
@@ -168,6 +172,7 @@ class DataConfig:
     mask_scale: float = 0.0
     mask_max_ratio: float = 0.6
     crop_size: int = 256
+    min_scale: float = 1.0
     batch_size: int = 6  # paper, section 4
     num_workers: int = 2
     val_count: int = 16
@@ -182,6 +187,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be <= {MAX_CROP_SIZE} pixels, got {getattr(self, name)}")
         if self.num_workers < 0 or self.val_count < 0 or self.mask_scale < 0:
             raise ValueError("data.num_workers, data.val_count and data.mask_scale must be >= 0")
+        if not 0.1 <= self.min_scale <= 1.0:
+            raise ValueError(f"data.min_scale must be between 0.1 and 1 (1 = no downscaling), got {self.min_scale}")
         if not 0.1 <= self.mask_max_ratio <= 1.0:
             raise ValueError(
                 f"data.mask_max_ratio must be between 0.1 (the end of the smallest hole-ratio bin) and 1, "

@@ -166,9 +166,11 @@ class InpaintingDataset(Dataset):
 
     Train mode: a random ``crop_size`` square crop at the photo's own resolution, a random horizontal flip and
     a mask from ``masks.sample``. Photos whose short side is below the crop are first resized up so that it
-    equals the crop. All randomness of item ``i`` is a function of (seed, epoch, i), so a resumed run and any
-    number of DataLoader workers see the same items; call ``set_epoch`` before iterating each epoch (the epoch
-    lives in shared memory, so persistent workers see it too).
+    equals the crop. With ``min_scale`` below 1 the photo is shown at a random scale ``s`` in
+    ``[max(min_scale, crop / short side), 1]`` (log-uniform): a random square of ``round(crop / s)`` pixels is
+    cut and downscaled to the crop with Lanczos. All randomness of item ``i`` is a function of (seed, epoch, i),
+    so a resumed run and any number of DataLoader workers see the same items; call ``set_epoch`` before
+    iterating each epoch (the epoch lives in shared memory, so persistent workers see it too).
 
     Eval mode (``train=False``): the short side is resized to ``crop_size``, the centre square is cropped and
     the mask is chosen by index: ``masks[j]`` (resized with nearest neighbour) for an indexable source such
@@ -184,6 +186,7 @@ class InpaintingDataset(Dataset):
         train: train mode (random) or eval mode (deterministic).
         masks: the hole-mask source; default ``GeneratedMasks()`` (medium strokes, the paper's six ratio bins).
         seed: seeds all randomness.
+        min_scale: smallest random downscale factor in train mode (1.0: none).
 
     Items:
         image: (3, S, S) float32 RGB in [0, 1].
@@ -198,6 +201,7 @@ class InpaintingDataset(Dataset):
         train: bool = True,
         masks: MaskSource | None = None,
         seed: int = 0,
+        min_scale: float = 1.0,
     ) -> None:
         roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
         self.files: list[Path] = [f for r in roots for f in list_images(r)]
@@ -206,6 +210,9 @@ class InpaintingDataset(Dataset):
             raise ValueError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in {names}")
         if crop_size < 1:
             raise ValueError(f"crop_size must be positive, got {crop_size}")
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        self.min_scale = min_scale
         self.crop_size = crop_size
         self.train = train
         self.masks: MaskSource = masks if masks is not None else GeneratedMasks()
@@ -264,8 +271,11 @@ class InpaintingDataset(Dataset):
             if min(image.shape[:2]) < size:
                 image = _resize_short_side(image, size)
             h, w = image.shape[:2]
-            top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-            crop = image[top : top + size, left : left + size]
+            side = self._train_side(min(h, w), rng)
+            top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+            crop = image[top : top + side, left : left + side]
+            if side != size:
+                crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.LANCZOS))
             if rng.uniform() < 0.5:
                 crop = crop[:, ::-1]
             hole_mask = self.masks.sample(rng, size)
@@ -281,6 +291,14 @@ class InpaintingDataset(Dataset):
         image = crop.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255)  # (3, S, S) in [0, 1]
         valid_mask = hole_to_valid_array(hole_mask)[None]  # (1, S, S), 1 = known: the one flip on this path
         return torch.from_numpy(image), torch.from_numpy(valid_mask)
+
+    def _train_side(self, short_side: int, rng: np.random.Generator) -> int:
+        """Side of the square cut from a photo whose short side is ``short_side`` (>= crop): ``crop / scale``."""
+        lowest = max(self.min_scale, self.crop_size / short_side)
+        if lowest >= 1:
+            return self.crop_size
+        scale = float(np.exp(rng.uniform(np.log(lowest), 0.0)))
+        return min(short_side, round(self.crop_size / scale))
 
     def _eval_hole_mask(self, i: int, rng: np.random.Generator) -> np.ndarray:
         masks = self.masks

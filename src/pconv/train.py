@@ -186,7 +186,9 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
     else:
         raise FileNotFoundError(f"data.masks must be 'generated' or a folder of mask PNGs; not found: {data.masks}")
     seed = cfg.train.seed
-    train_set = InpaintingDataset(data.train_root, crop_size=data.crop_size, train=True, masks=masks, seed=seed)
+    train_set = InpaintingDataset(
+        data.train_root, crop_size=data.crop_size, train=True, masks=masks, seed=seed, min_scale=data.min_scale
+    )
     val_set = None
     if data.val_root is not None and data.val_count > 0:
         val_full = InpaintingDataset(data.val_root, crop_size=data.val_size, train=False, masks=masks, seed=seed)
