@@ -89,6 +89,8 @@ def main() -> None:
     if args.dump_params is not None:
         args.dump_params.mkdir(parents=True, exist_ok=True)
         torch.save(dict(run.model.named_parameters()), args.dump_params / f"rank{run.dist.rank}.pt")
+        if run.ema is not None:
+            torch.save(run.ema.state_dict(), args.dump_params / f"ema_rank{run.dist.rank}.pt")
     if run.dist.enabled:
         torch.distributed.destroy_process_group()
 

@@ -1,4 +1,5 @@
-"""Multi-process training through torchrun: 2 CPU processes (gloo) on a tiny model end with identical weights."""
+"""Multi-process training through torchrun: 2 CPU processes (gloo) on a tiny model end with identical weights and
+identical weight averages (``train.ema``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
         "phase2.steps=2",
         "train.ckpt_every=4",
         "train.log_every=2",
+        "train.ema=0.9",
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -45,3 +47,9 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
     state = read_checkpoint(ckpts[-1])
     for name, value in rank0.items():
         assert torch.equal(state["model"][name], value), name
+    ema0, ema1 = (torch.load(tmp_path / "params" / f"ema_rank{r}.pt") for r in (0, 1))
+    assert ema0.keys() == state["ema"].keys() == ema1.keys()
+    for name, value in ema0.items():  # rank 0's average is saved; its parameters are every rank's
+        assert torch.equal(value, state["ema"][name]), name
+        assert name not in rank0 or torch.equal(value, ema1[name]), name
+    assert not torch.equal(ema0["encoder.0.conv.weight"], rank0["encoder.0.conv.weight"])

@@ -52,8 +52,10 @@ def worker_env() -> dict[str, str]:
 
 
 def final_model(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The newest checkpoint's weights, its weight average (keys ``ema.*``, when the run keeps one) and step."""
     path, state = load_latest_checkpoint(run_dir)
-    return state["model"] | {"__step": torch.tensor(state["step"])}
+    ema = {f"ema.{k}": v for k, v in (state.get("ema") or {}).items()}
+    return state["model"] | ema | {"__step": torch.tensor(state["step"])}
 
 
 def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

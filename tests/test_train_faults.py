@@ -27,8 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_data import SyntheticPhotos  # noqa: E402
 from test_train import assert_same_state, final_model, tiny_config, worker, worker_env  # noqa: E402
 
-# 12 photos in batches of 2 = 6 steps an epoch: 26 steps cross 4 epochs and the phase change at step 20.
-ARGS = ["phase1.steps=20", "phase2.steps=6", "train.ckpt_every=4", "train.keep_last=2", "train.log_every=1"]
+# 12 photos in batches of 2 = 6 steps an epoch: 26 steps cross 4 epochs and the phase change at step 20; with a
+# weight average (train.ema), which must come back bit for bit too.
+ARGS = [
+    "phase1.steps=20",
+    "phase2.steps=6",
+    "train.ckpt_every=4",
+    "train.keep_last=2",
+    "train.log_every=1",
+    "train.ema=0.9",
+]
 
 
 def _logged_step(run_dir: Path) -> int:
@@ -62,7 +70,7 @@ def test_three_sigkills_at_seeded_random_steps_then_resume_give_identical_weight
     assert all(r >= s for r, s in zip(reached, kill_steps)) and reached[-1] < 26, (kill_steps, reached)
     subprocess.run(worker(killed, "--resume", *ARGS), env=worker_env(), check=True, timeout=300, capture_output=True)
     resumed = final_model(killed)
-    assert int(resumed["__step"]) == 26
+    assert int(resumed["__step"]) == 26 and "ema.encoder.0.conv.weight" in resumed
     assert_same_state(resumed, final_model(tmp_path / "whole"))
 
 

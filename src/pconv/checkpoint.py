@@ -1,8 +1,9 @@
 """Training checkpoints: atomic writes, pruning, finding the newest readable one, and exporting weights.
 
 A checkpoint is a ``torch.save`` dict ``{"format_version", "config", "model", "optimizer", "scaler", "step",
-"rng"}``. ``config`` is the resolved training ``Config`` as nested dicts; ``model`` is the *unwrapped*
-``PConvUNet`` state dict (no ``module.`` or ``_orig_mod.`` prefixes). Files are named ``ckpt_<step>.pt`` inside
+"rng"}``, plus ``"ema"`` when the run keeps a weight average (``train.ema``). ``config`` is the resolved training
+``Config`` as nested dicts; ``model`` (and ``ema``) is the *unwrapped* ``PConvUNet`` state dict (no ``module.`` or
+``_orig_mod.`` prefixes). Files are named ``ckpt_<step>.pt`` inside
 the run directory and written to a temporary name, flushed and renamed, so a crash never leaves a torn file.
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "load_latest_checkpoint",
     "prune_checkpoints",
     "model_from_checkpoint",
+    "checkpoint_model",
     "export_weights",
 ]
 
@@ -113,20 +115,35 @@ def _resolve(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return path, read_checkpoint(path)
 
 
-def model_from_checkpoint(path: str | Path) -> tuple[PConvUNet, dict[str, Any]]:
-    """The trained network of a checkpoint file or of the newest checkpoint in a run directory.
+def checkpoint_model(path: str | Path, *, raw: bool = False) -> tuple[PConvUNet, dict[str, Any], str]:
+    """The network of a checkpoint file or of the newest checkpoint in a run directory.
 
+    Args:
+        raw: take the trained weights even when the checkpoint holds a weight average (``train.ema``).
     Returns:
-        (model in eval mode, the checkpoint's training config as nested dicts).
+        (model in eval mode, the checkpoint's training config as nested dicts, which weights: ``"ema"`` for the
+        average, the default when there is one, or ``"trained"``).
     """
     _, state = _resolve(path)
     model = PConvUNet(ModelConfig.from_dict(state["config"]["model"]))
-    model.load_state_dict(state["model"])
-    return model.eval(), state["config"]
+    weights = "trained" if raw or state.get("ema") is None else "ema"
+    model.load_state_dict(state["model"] if weights == "trained" else state["ema"])
+    return model.eval(), state["config"], weights
+
+
+def model_from_checkpoint(path: str | Path, *, raw: bool = False) -> tuple[PConvUNet, dict[str, Any]]:
+    """``checkpoint_model`` without the third item: (model in eval mode, training config as nested dicts)."""
+    model, config, _ = checkpoint_model(path, raw=raw)
+    return model, config
 
 
 def export_weights(
-    checkpoint: str | Path, output: str | Path, *, dtype: torch.dtype = torch.float32, overwrite: bool = False
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+    raw: bool = False,
 ) -> Path:
     """Write a checkpoint's network as safetensors weights (``pconv.model.save_weights``; ``load_weights`` reads it).
 
@@ -135,10 +152,11 @@ def export_weights(
         output: the ``.safetensors`` file to write (atomically).
         dtype: floating-point dtype of the stored tensors (``torch.float16`` halves the file).
         overwrite: replace ``output`` if it exists.
+        raw: write the trained weights even when the checkpoint holds a weight average (by default the average).
     """
     output = Path(output)
     if output.exists() and not overwrite:
         raise ValueError(f"{output} exists; pass --overwrite to replace it")
-    model, _ = model_from_checkpoint(checkpoint)
+    model, _, _ = checkpoint_model(checkpoint, raw=raw)
     output.parent.mkdir(parents=True, exist_ok=True)
     return save_weights(model, output, dtype=dtype)

@@ -241,6 +241,10 @@ class TrainConfig:
             Ignored on resume.
         trainable: comma-separated module prefixes (e.g. ``"refine"``, ``"decoder.0,decoder.1"``) whose parameters
             train; every other parameter and BatchNorm statistic stays fixed. Empty (default) trains everything.
+        ema: decay of an exponential moving average of the weights (``pconv.ema.ModelEMA``; not in the paper), e.g.
+            0.999 (an average over about the last 1,000 steps); 0 (default) = off. When on, it is updated after
+            every optimizer step, saved in every checkpoint, scored by the validation, and what ``pconv
+            export-weights`` writes (``--raw`` for the trained weights themselves).
     """
 
     out_dir: str = "runs/pconv"
@@ -258,8 +262,11 @@ class TrainConfig:
     tensorboard: bool = True
     init_weights: Optional[str] = None
     trainable: str = ""
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"train.ema must be in [0, 1) (a decay such as 0.999; 0 = off), got {self.ema}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.log_every < 1 or self.ckpt_every < 1 or self.keep_last < 1:

@@ -6,7 +6,8 @@ phase 2 fine-tunes at 5e-5 with the encoder's BatchNorm frozen (``PConvUNet.free
 
 Exact resume: the data order is a pure function of (seed, epoch) and every crop and mask a pure function of
 (seed, epoch, index), so a resumed run skips the batches already done and sees the same batches as an
-uninterrupted one; model, optimizer, grad scaler, step and RNG states come from the checkpoint.
+uninterrupted one; model, optimizer, grad scaler, step, RNG states and the weight average (``train.ema``,
+when on) come from the checkpoint.
 Several processes (``torchrun``): DistributedDataParallel, each rank takes a disjoint shard of every epoch's
 permutation, and only rank 0 logs, validates and writes checkpoints.
 """
@@ -39,6 +40,7 @@ from pconv.checkpoint import (
     write_checkpoint,
 )
 from pconv.config import Config, ModelConfig, PhaseConfig
+from pconv.ema import ModelEMA
 from pconv.losses import InpaintingLoss, build_loss
 from pconv.metrics import l1, psnr, ssim
 from pconv.model import PConvUNet, composite
@@ -81,7 +83,8 @@ class DistInfo:
 
 @dataclass
 class TrainRun:
-    """Everything the loop needs; ``model`` is the unwrapped network, ``net`` what the step calls (DDP/compiled)."""
+    """Everything the loop needs; ``model`` is the unwrapped network, ``net`` what the step calls (DDP/compiled),
+    ``ema`` the moving average of ``model``'s weights (None when ``train.ema`` is 0)."""
 
     config: Config
     run_dir: Path
@@ -96,6 +99,7 @@ class TrainRun:
     train_set: Dataset
     val_set: Optional[Dataset]
     step: int = 0
+    ema: Optional[ModelEMA] = None
 
 
 # ---------------------------------------------------------------------------------------------- data order
@@ -322,6 +326,21 @@ def _restrict_training(model: PConvUNet, trainable: str) -> list[nn.Parameter]:
     return params
 
 
+def _build_ema(model: PConvUNet, decay: float, state: Optional[dict[str, Any]]) -> Optional[ModelEMA]:
+    """The weight average of ``train.ema`` (None when 0), restored from a resumed checkpoint ``state`` if it has one."""
+    saved = state.get("ema") if state is not None else None
+    if not decay:
+        if saved is not None:
+            log.info("train.ema is 0: the checkpoint's weight average is dropped")
+        return None
+    ema = ModelEMA(model, decay)
+    if saved is not None:
+        ema.load_state_dict(saved)
+    elif state is not None:
+        log.warning("the checkpoint holds no weight average; the EMA starts from its weights at step %d", state["step"])
+    return ema
+
+
 def prepare_run(
     cfg: Config, *, resume: bool = False, train_set: Optional[Dataset] = None, val_set: Optional[Dataset] = None
 ) -> TrainRun:
@@ -359,7 +378,7 @@ def prepare_run(
     model = PConvUNet(cfg.model, freeze_encoder_bn=first_phase.freeze_encoder_bn).to(device)
     optimizer = torch.optim.Adam(_restrict_training(model, tc.trainable), lr=first_phase.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    step = 0
+    step, state = 0, None
     if tc.init_weights and not resume:
         _load_init_weights(model, tc.init_weights, cfg.model)
     if resume:
@@ -377,6 +396,7 @@ def prepare_run(
             step = int(state["step"])
             _set_rng_state(state["rng"])
             log.info("resumed from %s (step %d of %d)", path, step, cfg.total_steps)
+    ema = _build_ema(model, tc.ema, state)
 
     net: nn.Module = model
     if dist.enabled:
@@ -389,7 +409,7 @@ def prepare_run(
     if dist.enabled:
         torch_dist.barrier()
     return TrainRun(
-        cfg, run_dir, model, net, loss_fn, optimizer, scaler, device, amp_dtype, dist, train_set, val_set, step
+        cfg, run_dir, model, net, loss_fn, optimizer, scaler, device, amp_dtype, dist, train_set, val_set, step, ema
     )
 
 
@@ -437,6 +457,8 @@ def train_step(run: TrainRun, image: Tensor, valid_mask: Tensor) -> tuple[dict[s
     run.scaler.scale(total).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
+    if run.ema is not None:
+        run.ema.update(run.model)
     return {k: v.detach() for k, v in terms.items()}, output.detach()
 
 
@@ -498,6 +520,8 @@ def save_checkpoint(run: TrainRun) -> Path:
         "phase": run.config.phase_at(max(run.step - 1, 0))[0],
         "rng": _rng_state(),
     }
+    if run.ema is not None:
+        state["ema"] = run.ema.state_dict()
     path = write_checkpoint(state, checkpoint_path(run.run_dir, run.step))
     prune_checkpoints(run.run_dir, run.config.train.keep_last)
     return path
@@ -526,8 +550,10 @@ class _RunLog:
             total=run.config.total_steps, initial=run.step, disable=not tc.progress, unit="step", dynamic_ncols=True
         )
 
-    def scalars(self, step: int, kind: str, values: dict[str, float]) -> None:
-        self.metrics.write(json.dumps({"step": step, "kind": kind, **values}) + "\n")
+    def scalars(self, step: int, kind: str, values: dict[str, float], **labels: str) -> None:
+        """Log numbers (metrics.jsonl and TensorBoard); ``labels`` (text such as ``weights="ema"``) go to the
+        jsonl record only."""
+        self.metrics.write(json.dumps({"step": step, "kind": kind, **labels, **values}) + "\n")
         self.metrics.flush()
         if self.writer is not None:
             for name, value in values.items():
@@ -557,15 +583,18 @@ class _RunLog:
 
 
 def _validate(run: TrainRun, run_log: _RunLog) -> None:
+    """Score the EMA weights when there is an average, else the trained ones; metrics.jsonl says which."""
     if run.val_set is None:
         return
+    model, weights = (run.model, "trained") if run.ema is None else (run.ema.module, "ema")
     scores = evaluate(
-        run.model, run.val_set, device=run.device, batch_size=run.config.data.batch_size, amp_dtype=run.amp_dtype
+        model, run.val_set, device=run.device, batch_size=run.config.data.batch_size, amp_dtype=run.amp_dtype
     )
-    run_log.scalars(run.step, "val", scores)
+    run_log.scalars(run.step, "val", scores, weights=weights)
     log.info(
-        "step %d: validation l1 %.4f, PSNR %.2f dB, SSIM %.4f on %d images",
+        "step %d: validation (%s weights) l1 %.4f, PSNR %.2f dB, SSIM %.4f on %d images",
         run.step,
+        weights,
         scores["l1"],
         scores["psnr"],
         scores["ssim"],

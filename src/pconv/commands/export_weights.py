@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Write the network of a training checkpoint (or a run directory's newest one) as safetensors weights."
+HELP = (
+    "Write the network of a training checkpoint (or a run directory's newest one) as safetensors weights: its "
+    "weight average (train.ema) when it has one, else the trained weights."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,20 +16,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, required=True, help="the .safetensors file to write")
     parser.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.add_argument(
+        "--raw", action="store_true", help="write the trained weights even when the checkpoint holds an EMA average"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pconv.checkpoint import export_weights, model_from_checkpoint
+    from pconv.checkpoint import checkpoint_model, export_weights
 
-    path = export_weights(
-        args.checkpoint, args.output, dtype=torch.float16 if args.fp16 else torch.float32, overwrite=args.overwrite
-    )
-    model, config = model_from_checkpoint(args.checkpoint)
+    dtype = torch.float16 if args.fp16 else torch.float32
+    path = export_weights(args.checkpoint, args.output, dtype=dtype, overwrite=args.overwrite, raw=args.raw)
+    model, config, weights = checkpoint_model(args.checkpoint, raw=args.raw)
     params = sum(p.numel() for p in model.parameters())
+    kind = "the EMA weight average" if weights == "ema" else "the trained weights"
     print(
-        f"pconv export-weights: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {params / 1e6:.2f} M parameters, "
-        f"model {config['model']}); load it with pconv.load_weights or --weights"
+        f"pconv export-weights: wrote {path} ({kind}; {path.stat().st_size / 1e6:.1f} MB, {params / 1e6:.2f} M "
+        f"parameters, model {config['model']}); load it with pconv.load_weights or --weights"
     )
     return 0
