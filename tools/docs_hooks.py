@@ -7,6 +7,9 @@ Two kinds of page are made at build time, so they cannot drift from their source
   as pages, with their relative links rewritten to the site's pages (``INCLUDED``). A link to a repository file
   that is not on the site (a script, a config) becomes its path in code font.
 - ``reference/cli.md``: every ``pconv`` subcommand's ``--help``, from the argparse parsers themselves.
+
+Every page is also read as GitHub reads it (the pages are read on GitHub too): a list may start right under a
+paragraph or a code block, where Python-Markdown wants a blank line first (``blank_line_before_lists``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ HELP_COLUMNS = "100"  # argparse wraps --help to $COLUMNS; fixed, so the page is
 
 # [text](target) and ![alt](target), target without a title; the text may hold `code` but no brackets.
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+LIST_ITEM = re.compile(r"([-*+]|\d+\.) ")
+FENCE = re.compile(r"\s*(```|~~~)")
 
 
 def site_path(repo_path: str, docs_dir: Path) -> str | None:
@@ -67,6 +72,21 @@ def rewrite_links(markdown: str, source: str, page: str, docs_dir: Path) -> str:
         return f"{bang}[{text}]({relative}{'#' + anchor if anchor else ''})"
 
     return LINK.sub(replace, markdown)
+
+
+def blank_line_before_lists(markdown: str) -> str:
+    """Insert a blank line where a top-level list starts right under other text (outside code blocks)."""
+    out: list[str] = []
+    in_fence = False
+    for line in markdown.split("\n"):
+        starts_list = not in_fence and LIST_ITEM.match(line)
+        previous = out[-1] if out else ""
+        if starts_list and previous.strip() and not LIST_ITEM.match(previous) and not previous.startswith(" "):
+            out.append("")
+        if FENCE.match(line):
+            in_fence = not in_fence
+        out.append(line)
+    return "\n".join(out)
 
 
 def cli_reference() -> str:
@@ -111,3 +131,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
             files.append(File.generated(config, page, abs_src_path=str(REPO / source)))
     files.append(File.generated(config, CLI_PAGE, content=cli_reference()))
     return files
+
+
+def on_page_markdown(markdown: str, **kwargs: object) -> str:
+    """Every page: lists that GitHub starts without a blank line start on the site too."""
+    return blank_line_before_lists(markdown)
