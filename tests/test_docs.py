@@ -61,6 +61,32 @@ def test_readme_is_a_short_front_page_whose_links_resolve() -> None:
         assert command in readme
 
 
+def test_readme_python_quick_start_runs_and_fills_only_the_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Python block, run as written on the bundled photo with a hole mask (the shipped model)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from pconv.inference import default_weights_path
+
+    if not default_weights_path().is_file():
+        pytest.skip("this install bundles no default weights")
+    code = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S).group(1)
+    photo = Image.open(REPO / "src/pconv/assets/kodim23.png").convert("RGB")
+    photo.save(tmp_path / "photo.jpg", quality=95)
+    hole = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(hole).ellipse((300, 200, 380, 260), fill=255)
+    hole.save(tmp_path / "mask.png")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    before = np.asarray(Image.open("photo.jpg").convert("RGB"))
+    after = np.asarray(Image.open("filled.png"))
+    in_hole = np.asarray(hole) > 0
+    changed = (after != before).any(axis=-1)
+    assert after.shape == before.shape and not changed[~in_hole].any() and changed[in_hole].mean() > 0.5
+
+
 def test_cli_reference_shows_every_command_and_option(site: Path) -> None:
     page = _html_text(site / "reference" / "cli" / "index.html")
     parser = build_parser()
@@ -74,15 +100,24 @@ def test_cli_reference_shows_every_command_and_option(site: Path) -> None:
 
 
 def test_api_reference_covers_every_public_module_and_name(site: Path) -> None:
+    import griffe
+
     import pconv
 
     listed = set(re.findall(r"^::: pconv\.(\w+)$", (REPO / "docs/reference/api.md").read_text(), re.M))
     modules = {m.name for m in pkgutil.iter_modules(pconv.__path__)} - NOT_API
     assert modules - listed == set(), "add a line '::: pconv.<module>' to docs/reference/api.md"
     html = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
-    for name, module in pconv._EXPORTS.items():  # what pconv.__all__ re-exports, with its defining module
-        anchor = f"{module}.{name}"
-        assert f'id="{anchor}"' in html, f"{anchor} has no entry in the API reference"
+    package = griffe.load("pconv", search_paths=[str(REPO / "src")])
+    for name in sorted(listed):
+        module = package.modules[name]
+        defined = [n for n, m in module.members.items() if n[0] != "_" and not m.is_alias]  # not imports
+        public = module.exports if module.exports is not None else defined
+        for member in public:
+            anchor = f"pconv.{name}.{member}"
+            assert f'id="{anchor}"' in html, f"{anchor} has no entry in the API reference"
+    for name, module in pconv._EXPORTS.items():  # what `from pconv import ...` offers, with its defining module
+        assert f'id="{module}.{name}"' in html, f"{module}.{name} has no entry in the API reference"
 
 
 def test_included_pages_keep_their_source_and_working_links(site: Path) -> None:
