@@ -38,7 +38,7 @@ INCLUDED: dict[str, str] = {
     "benchmarks/results.png": "performance/results.png",
 }
 CLI_PAGE = "reference/cli.md"
-HELP_COLUMNS = "100"  # argparse wraps --help to $COLUMNS; fixed, so the page is the same on every machine
+HELP_COLUMNS = "80"  # argparse wraps --help to $COLUMNS: fixed, so the page is the same everywhere and fits
 
 # [text](target) and ![alt](target), target without a title; the text may hold `code` but no brackets.
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
@@ -89,6 +89,10 @@ def blank_line_before_lists(markdown: str) -> str:
     return "\n".join(out)
 
 
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|")
+
+
 def cli_reference() -> str:
     """Markdown for every ``pconv`` subcommand: its one-line summary and its ``--help``, as the CLI prints it."""
     from pconv.cli import build_parser
@@ -102,12 +106,12 @@ def cli_reference() -> str:
             "# CLI reference",
             "",
             "Every `pconv` command with its `--help`, generated from the argparse parsers when the site is built "
-            "(`tools/docs_hooks.py`), so it always matches the installed `pconv`. `python -m pconv` takes the "
+            "(`tools/docs_hooks.py`), so it always matches the code. `python -m pconv` takes the "
             "same commands. Usage errors print one line `pconv <command>: error: ...` and exit with status 2.",
             "",
-            "```text",
-            parser.format_help().rstrip(),
-            "```",
+            "| command | what it does |",
+            "|---|---|",
+            *(f"| [`pconv {name}`](#pconv-{name}) | {_cell(sub.description)} |" for name, sub in commands.items()),
         ]
         for name, sub in commands.items():
             lines += ["", f"## pconv {name}", "", sub.description or "", "", "```text", sub.format_help().rstrip()]
