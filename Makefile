@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pyproject.toml keeps the bounds loose (torch>=2.4).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint docs clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,11 +21,18 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
+	$(DOCS_BUILD)
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
 
+# The documentation site (mkdocs.yml) -> site/, offline: a broken link or API reference is an error (--strict).
+DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+docs: $(BIN)/.installed
+	$(DOCS_BUILD)
+	@echo "docs: open site/index.html"
+
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out site

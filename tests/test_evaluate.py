@@ -348,8 +348,10 @@ def test_cli_errors_are_one_line_and_keep_user_files(shared_data: Path, tmp_path
     busy = _run_cli(*base, "--method", "mean", "--out", str(out))
     assert busy.returncode == 2 and "--overwrite" in busy.stderr and "Traceback" not in busy.stderr
     assert (out / "keep.txt").read_text() == "precious"
+    # LPIPS/FID are not offered (docs/evaluation.md says why): the removed option is an ordinary usage error
     lpips = _run_cli(*base, "--method", "mean", "--out", str(tmp_path / "x"), "--extra-metrics", "lpips")
-    assert lpips.returncode == 2 and "--lpips-weights" in lpips.stderr
+    assert lpips.returncode == 2 and "unrecognized arguments: --extra-metrics" in lpips.stderr
+    assert len(lpips.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
     missing = _run_cli(
         *base, "--method", "pconv", "--weights", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "y")
     )

@@ -21,6 +21,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from browser import chromium, local_only_page  # noqa: E402
 from live_server import serve  # noqa: E402
 
 from pconv.config import ModelConfig  # noqa: E402
@@ -28,17 +29,6 @@ from pconv.inference import Inpainter  # noqa: E402
 from pconv.model import PConvUNet  # noqa: E402
 from pconv.server import create_app  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--no-proxy-server",
-]
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "src" / "pconv" / "assets" / "kodim23.png"
 SCREENSHOT = REPO / "docs" / "web_editor.png"
@@ -46,13 +36,8 @@ SCREENSHOT = REPO / "docs" / "web_editor.png"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium (.ci/run does)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 class RecordingInpainter:
@@ -83,23 +68,9 @@ def base_url(recorder: RecordingInpainter) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: object, base_url: str) -> Iterator[object]:
-    """A page that may only talk to the test server: every other request is aborted and recorded."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    outside: list[str] = []
-
-    def gate(route: object) -> None:
-        url = route.request.url
-        if url.startswith(base_url) or url.startswith(("blob:", "data:")):
-            route.continue_()
-        else:
-            outside.append(url)
-            route.abort()
-
-    context.route("**/*", gate)
-    page = context.new_page()
-    yield page
-    context.close()
-    assert not outside, f"the page tried to reach the outside: {outside}"
+    """A page that may only talk to the test server: every other request is aborted, and the test fails."""
+    with local_only_page(browser, base_url, accept_downloads=True) as page:
+        yield page
 
 
 def painted_pixels(page: object) -> int:

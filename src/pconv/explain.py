@@ -57,7 +57,8 @@ def render_explanation(image: Tensor, hole_mask: Tensor, holes: list[Tensor], fi
     """A labelled grid: the input with its hole in white, the hole fed in, the hole after each layer, the result.
 
     Args:
-        image, filled: (1, 3, H, W) in [0, 1].
+        image: (1, 3, H, W) in [0, 1].
+        filled: (1, 3, H, W) in [0, 1].
         hole_mask: (1, 1, H, W) in {0, 1}, 1 = hole.
         holes: the per-layer holes from ``encoder_hole_masks``.
     Returns:

@@ -171,7 +171,8 @@ def write_image(
     Args:
         alpha: (H, W) uint8 to store as the alpha channel (dropped with a warning by JPEG).
         grey: write a greyscale image (luma of ``rgb``; exact where R = G = B).
-        exif, icc_profile: metadata to embed where the format allows.
+        exif: metadata to embed where the format allows.
+        icc_profile: metadata to embed where the format allows.
         quality: 1..100 for JPEG and WebP (WebP at 100 is lossless).
         overwrite: replace an existing file; otherwise FileExistsError.
     Returns:

@@ -414,7 +414,8 @@ def averaged_predictor(predict: Predictor, *, flip: bool = True, shift: bool = T
 
     Args:
         predict: ``(image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> (N, 3, H, W)``.
-        flip, shift: which averages to apply; with both the network runs four times, with neither once.
+        flip: apply the left-right flip average.
+        shift: apply the one-pixel shift average; with both the network runs four times, with neither once.
     Returns:
         A predictor of the same signature.
     """

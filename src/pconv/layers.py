@@ -27,8 +27,13 @@ class PartialConv2d(nn.Conv2d):
     """``nn.Conv2d`` with the paper's re-normalisation and mask update.
 
     Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, bias: as ``nn.Conv2d``
-            (``padding_mode`` is always zeros, and the padding counts as hole).
+        in_channels: as ``nn.Conv2d``.
+        out_channels: as ``nn.Conv2d``.
+        kernel_size: as ``nn.Conv2d``.
+        stride: as ``nn.Conv2d``.
+        padding: as ``nn.Conv2d`` (``padding_mode`` is always zeros, and the padding counts as hole).
+        dilation: as ``nn.Conv2d``.
+        bias: as ``nn.Conv2d``.
         multi_channel: if True the valid mask has one channel per input channel and the new mask one
             channel per output channel; if False both masks have a single channel.
     """
@@ -151,7 +156,10 @@ class PConvBlock(nn.Module):
     """Partial convolution, then optional BatchNorm, then optional activation.
 
     Args:
-        in_channels, out_channels, kernel_size, stride: of the partial convolution; padding is ``kernel_size // 2``.
+        in_channels: of the partial convolution.
+        out_channels: of the partial convolution.
+        kernel_size: of the partial convolution; padding is ``kernel_size // 2``.
+        stride: of the partial convolution.
         bn: add a BatchNorm2d (then the convolution has no bias, as BN's shift replaces it).
         activation: ``"relu"``, ``"leaky"`` (LeakyReLU 0.2) or ``None``.
     """

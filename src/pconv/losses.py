@@ -136,7 +136,8 @@ def hole_ssim_loss(comp: Tensor, target: Tensor, valid_mask: Tensor, *, win_size
     ``1 - SSIM(comp, target)`` divided by the share of windows the hole reaches.
 
     Args:
-        comp, target: (N, C, H, W) in [0, 1]; ``comp`` equals ``target`` on the known pixels.
+        comp: (N, C, H, W) in [0, 1]; ``comp`` equals ``target`` on the known pixels.
+        target: (N, C, H, W) in [0, 1], the ground truth.
         valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
     Returns:
         scalar in [0, 2]; images without a hole add 0.

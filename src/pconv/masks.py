@@ -139,8 +139,8 @@ def hole_array_to_valid_tensor(hole: np.ndarray) -> Tensor:
 # Random irregular hole masks
 # ---------------------------------------------------------------------------------------------------------------
 
-# The paper's hole-ratio bins, half-open (lo, hi] (arXiv 1804.07723, section 4).
 RATIO_BINS: tuple[tuple[float, float], ...] = ((0.01, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
+"""The paper's hole-ratio bins, half-open (lo, hi] (arXiv 1804.07723, section 4)."""
 
 # Shape sizes below are in pixels of a 512-pixel image and scale with min(H, W) / 512.
 _REFERENCE_SIZE = 512
@@ -408,7 +408,8 @@ def generate_hole_mask(
     """A random irregular hole mask of strokes, blobs, ellipses and specks.
 
     Args:
-        height, width: mask size in pixels.
+        height: mask size in pixels.
+        width: mask size in pixels.
         rng: the only source of randomness; the same generator state gives the same mask.
         ratio_bin: (lo, hi): the hole ratio lands in the half-open interval (lo, hi], roughly uniformly.
             None: a random number of shapes (``preset.shapes``), hole ratio uncontrolled.

@@ -171,7 +171,8 @@ def composite(image: Tensor, prediction: Tensor, valid_mask: Tensor) -> Tensor:
     """Known pixels from ``image``, hole pixels from ``prediction`` (the paper's I_comp).
 
     Args:
-        image, prediction: (N, C, H, W) in [0, 1].
+        image: (N, C, H, W) in [0, 1].
+        prediction: (N, C, H, W) in [0, 1].
         valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
     Returns:
         (N, C, H, W): ``valid * image + (1 - valid) * prediction``.

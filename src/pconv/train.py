@@ -350,9 +350,10 @@ def prepare_run(
         cfg: the resolved config.
         resume: continue the run in ``cfg.train.out_dir`` (a fresh start, with a warning, if it has no
             checkpoint). Without it, a run directory that already holds checkpoints is an error.
-        train_set, val_set: datasets of ``(image (3, S, S) in [0, 1], valid_mask (1, S, S) in {0, 1})`` to use
-            instead of the ones ``cfg.data`` describes (items must be a function of (seed, epoch, index), with
+        train_set: a dataset of ``(image (3, S, S) in [0, 1], valid_mask (1, S, S) in {0, 1})`` to use
+            instead of the one ``cfg.data`` describes (items must be a function of (seed, epoch, index), with
             ``set_epoch(epoch)`` if they are random, for an exact resume).
+        val_set: the same for validation.
     Raises:
         ValueError: a VGG term is asked for without weights (before anything is written), or the run directory
             already holds checkpoints and ``resume`` is False.

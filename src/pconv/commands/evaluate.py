@@ -15,7 +15,6 @@ HELP = (
 )
 
 METHOD_CHOICES = ("pconv", "telea", "ns", "patchmatch", "mean")
-EXTRA_METRICS = {"lpips": "--lpips-weights", "fid": "--inception-weights"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,32 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cases.csv (or its folder) of earlier runs on the same cases: their methods' scores join the tables "
         "without being recomputed (e.g. slow baselines such as patchmatch)",
     )
-    parser.add_argument(
-        "--extra-metrics",
-        nargs="+",
-        choices=sorted(EXTRA_METRICS),
-        default=[],
-        help="also LPIPS and/or FID; each needs its network weights as a local file",
-    )
-    parser.add_argument("--lpips-weights", type=Path, default=None, help="local LPIPS network weights file")
-    parser.add_argument("--inception-weights", type=Path, default=None, help="local Inception-v3 weights for FID")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _check_extra_metrics(args: argparse.Namespace) -> None:
-    """LPIPS/FID: refuse a request without local weights; with weights, say plainly that scoring is not built."""
-    for metric, option in EXTRA_METRICS.items():
-        weights = getattr(args, option[2:].replace("-", "_"))
-        if metric in args.extra_metrics and weights is None:
-            raise ValueError(
-                f"{metric.upper()} needs its network weights as a local file: pass {option} PATH "
-                "(pconv never downloads weights)"
-            )
-        if weights is not None:
-            raise ValueError(
-                f"{metric.upper()} scoring is not implemented in this version of pconv evaluate; "
-                f"run without --extra-metrics {metric} and {option}"
-            )
 
 
 def _default_weights() -> Path:
@@ -141,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
     from pconv.baselines import CV_RADIUS, PATCHMATCH_RADIUS
 
     _check_numbers(args)
-    _check_extra_metrics(args)
     if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
         raise ValueError(f"--out {args.out} is not empty; pass --overwrite to replace the report files in it")
     photos = ev.find_photos(args.photos)
