@@ -139,6 +139,12 @@ def test_dry_run_prints_every_stage_and_the_total_and_writes_nothing(tmp_path: P
     assert not (tmp_path / "runs").exists()
 
 
+def test_runs_folder_defaults_to_pconv_runs_env(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PCONV_RUNS", str(tmp_path / "elsewhere"))
+    assert main(["--dry-run"]) == 0
+    assert f"{len(plan())} stages in {tmp_path / 'elsewhere'}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

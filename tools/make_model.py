@@ -17,9 +17,10 @@ a training stage interrupted mid-run continues from its newest checkpoint in ``R
 and run directory, and the files of the stages after it (a stage whose file exists is not checked against its
 inputs).
 
-Not the identical bits: versions 1-5 were trained while ``train_photos`` still held the 107 photos now in
-``val_photos``; on today's split the recipe reproduces the procedure (stages, settings, seeds), not the shipped
-weights bit for bit (bf16 kernels and thread counts differ between CPUs as well).
+Not the identical bits: versions 1-5 (and version 6's head, trained the same day) were trained while
+``train_photos`` still held the 107 photos now in ``val_photos``. On today's split (1,161 training photos, validation
+on ``val_photos``) the recipe reproduces the procedure (stages, settings, seeds, step counts), not the shipped weights
+bit for bit; bf16 kernels and thread counts differ between CPUs as well.
 
 ``--tiny`` runs every stage with a few steps on 64² crops and a depth-4 network of half the width (in
 ``RUNS/tiny``), for CI: it checks the plan runs, not what it learns.
