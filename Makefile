@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pyproject.toml keeps the bounds loose (torch>=2.4).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint docs clean
+.PHONY: demo test lint docs model clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(BIN)/.installed
 	$(BIN)/ruff format --check src tests benchmarks tools
 	$(DOCS_BUILD)
 	$(BIN)/python -m pytest -q
+
+# Reproduce the shipped weights from the photos (about 7.5 h on a 2-core CPU; resumable: run it again).
+# Runs go to $$PCONV_RUNS or ~/pconv_runs. Options: make model ARGS="--dry-run" (the plan), "--until v3", "--tiny".
+model: $(BIN)/.installed
+	$(BIN)/python tools/make_model.py $(ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks tools
