@@ -81,7 +81,7 @@ def test_config_round_trips_through_its_dict() -> None:
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml", "cpu_small.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml", "cpu_small.yaml", "widen_half.yaml"])
 def test_shipped_presets_load(name: str) -> None:
     cfg = load_config(CONFIGS / name)
     assert cfg.total_steps > 0

@@ -140,3 +140,21 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, make_weights
     assert err.startswith("widen_weights: ") and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out.safetensors").exists()
     assert {p: Path(p).read_bytes() for p in files.values()} == before
+
+
+def test_widen_half_config_continues_the_widened_shipped_model(tmp_path: Path) -> None:
+    from pconv.config import load_config
+    from pconv.inference import default_weights_path
+    from pconv.train import fit, prepare_run
+
+    init = tmp_path / "widen_half_init.safetensors"
+    assert main([str(default_weights_path()), "--output", str(init), "--fp16"]) == 0
+    config = Path(__file__).resolve().parents[1] / "configs" / "widen_half.yaml"
+    small = ("data.crop_size=64", "data.batch_size=2", "data.num_workers=0", "phase2.steps=2", "train.ckpt_every=2")
+    cfg = load_config(config, [f"train.init_weights={init}", f"train.out_dir={tmp_path / 'run'}", *small])
+    assert cfg.train.ema > 0 and cfg.phase1.steps == 0 and cfg.phase2.freeze_encoder_bn
+    run = prepare_run(cfg, train_set=SyntheticPhotos(4, 64))
+    wide = load_weights(init).state_dict()
+    assert all(torch.equal(v, wide[k]) for k, v in run.model.state_dict().items())
+    fit(run)
+    assert run.step == 2 and torch.equal(run.model.encoder[1].bn.running_mean, wide["encoder.1.bn.running_mean"])
