@@ -122,6 +122,7 @@ def test_written_file_loads_and_starts_a_wider_training_run(tmp_path: Path, make
     ("args", "message"),
     [
         (["missing.safetensors"], "weights file not found"),
+        (["TEXT"], "is not a readable safetensors weights file"),
         (["IN", "--factor", "1"], "--factor must be an integer of at least 2, got 1"),
         (["IN", "--factor", "0"], "--factor must be an integer of at least 2, got 0"),
         (["IN", "--noise", "-1"], "--noise must be >= 0"),
@@ -131,6 +132,8 @@ def test_written_file_loads_and_starts_a_wider_training_run(tmp_path: Path, make
 )
 def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, make_weights, capsys, args, message) -> None:
     files = {"IN": str(make_weights(0)), "NARROW": str(make_weights(1, ModelConfig(depth=3, width=0.03125)))}
+    files["TEXT"] = str(tmp_path / "notes.safetensors")
+    Path(files["TEXT"]).write_text("not weights")
     before = {p: Path(p).read_bytes() for p in files.values()}
     argv = [files.get(a, a) for a in args]
     if "--output" not in argv:
