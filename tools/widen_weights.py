@@ -17,7 +17,9 @@ Exact except in the last decoder step. The encoder's partial convolutions use a 
 step concatenates the 3-channel input image, which does not widen. There, deep inside a hole (the image segment
 all hole, the features all known) the ratio falls from ``(C+3)/C`` to ``(kC+3)/(kC)``; the features' weights are
 scaled by the quotient of the two, so those pixels are exact too, and only a band about the hole's edge and
-the known pixels, which the composite does not use, move a little (tools' test and the model card give figures).
+the known pixels, which the composite does not use, move a little. Measured on the shipped model (version 6,
+width 1/4 -> 1/2, no noise, one pass, fp32) over 24 cases (the first two validation photos x the 12 NVIDIA-mask
+cells): hole pixels moved 0.04 levels of 255 on average and at most 3.2 (without the rescaling: 3.1 and 11.8).
 """
 
 from __future__ import annotations
