@@ -1,6 +1,7 @@
 """CPU training step time: fp32 vs bf16 autocast (``train.precision=bf16``), 1 and 2 threads.
 
-Run: PYTHONPATH=src python benchmarks/bench_cpu_train_precision.py [--width 0.25] [--out FILE]
+Run: PYTHONPATH=src python benchmarks/bench_cpu_train_precision.py [--width 0.25] [--threads 1 2]
+         [--precision fp32 bf16] [--out FILE]
 One Adam step of the shipped model's network (depth 8) on random 256x256 images, batch 8, with the shipped
 model's loss (valid + 6 hole + 0.1 tv + 4 (1 - SSIM)); median of 5 steps after one warm-up. Appends a Markdown
 table to --out (default: print only).
@@ -43,9 +44,11 @@ def step_seconds(threads: int, bf16: bool, width: float, steps: int = 5) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    rows = [(t, p, f"{step_seconds(t, p == 'bf16', args.width):.2f}") for t in (1, 2) for p in ("fp32", "bf16")]
+    rows = [(t, p, f"{step_seconds(t, p == 'bf16', args.width):.2f}") for t in args.threads for p in args.precision]
     title = f"CPU training step, width {args.width}, 256x256, batch 8 ({platform.machine()})"
     print_table(title, ("threads", "precision", "seconds per step (median of 5)"), rows, args.out)
 

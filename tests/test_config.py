@@ -81,7 +81,7 @@ def test_config_round_trips_through_its_dict() -> None:
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml", "cpu_small.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml", "cpu_small.yaml", "widen_half.yaml"])
 def test_shipped_presets_load(name: str) -> None:
     cfg = load_config(CONFIGS / name)
     assert cfg.total_steps > 0
@@ -98,3 +98,16 @@ def test_paper_preset_has_the_two_phase_schedule() -> None:
     )
     assert cfg.loss == LossConfig(vgg_weights=cfg.loss.vgg_weights)
     assert cfg.phase_at(0)[0] == 1 and cfg.phase_at(cfg.phase1.steps)[0] == 2
+
+
+def test_training_configs_validate_on_the_validation_split_only() -> None:
+    """Every choice is made on ../shared/data/val_photos: no config validates on a training folder or on the test
+    photos (eval_photos); only the CPU smoke preset may skip validation."""
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        data = load_config(path).data
+        if data.val_root is None and path.name == "tiny.yaml":
+            continue
+        assert data.val_root is not None, f"{path.name} does not validate; set data.val_root"
+        val = Path(data.val_root)
+        assert val.name == "val_photos", f"{path.name} validates on {val}, not on val_photos"
+        assert not val.resolve().is_relative_to(Path(data.train_root).resolve()), path.name

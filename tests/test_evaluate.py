@@ -434,3 +434,52 @@ def test_pconv_is_compared_cell_by_cell_with_the_best_classical_method() -> None
     assert len(rows) == 2  # empty cells are skipped
     assert "l1 1/2, PSNR 2/2, SSIM 2/2, all three 1/2" in section
     assert "## pconv against" not in report.markdown_report(ev.summarize(results[3:4]), {})
+
+
+def test_split_names_the_validation_or_test_folder_and_the_report_says_which(
+    shared_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    common = ["evaluate", "--method", "mean", "--limit", "1", "--quiet"]
+    assert main([*common, "--split", "val", "--data-root", str(shared_data), "--out", str(tmp_path / "val")]) == 0
+    settings = json.loads((tmp_path / "val" / "results.json").read_text())["settings"]
+    assert settings["split"].startswith("val (validation") and settings["photos"].startswith(
+        str(shared_data / "val_photos")
+    )
+    assert settings["masks"].startswith(str(shared_data / NVIDIA))
+    assert "- split: val (validation" in (tmp_path / "val" / "results.md").read_text()
+    argv = ["--photos", str(shared_data / "val_photos"), "--masks", str(shared_data / NVIDIA)]
+    assert main([*common, *argv, "--out", str(tmp_path / "photos")]) == 0
+
+    def cases(folder: str) -> list:
+        return [
+            (r["photo"], r["mask"], r["l1_percent"]) for r in csv.DictReader((tmp_path / folder / "cases.csv").open())
+        ]
+
+    assert len(cases("val")) == 12 and cases("val") == cases("photos")
+    assert json.loads((tmp_path / "photos" / "results.json").read_text())["settings"]["split"].startswith("none")
+    # The default data root is ../shared/data, beside the checkout; test means eval_photos.
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main([*common, "--split", "test", "--out", str(tmp_path / "test")]) == 0
+    settings = json.loads((tmp_path / "test" / "results.json").read_text())["settings"]
+    assert settings["split"].startswith("test (") and "eval_photos" in settings["photos"]
+
+
+def test_split_errors_are_one_line(shared_data: Path, tmp_path: Path, capsys) -> None:
+    out = ["--out", str(tmp_path / "o"), "--method", "mean", "--limit", "1"]
+    assert main(["evaluate", "--split", "val", "--data-root", str(tmp_path), *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--split val: photo folder not found" in err and "--data-root" in err
+    assert main(["evaluate", "--photos", str(shared_data / "val_photos"), "--data-root", str(shared_data), *out]) == 2
+    assert "--data-root applies to --split only" in capsys.readouterr().err
+    assert main(["evaluate", "--photos", str(shared_data / "val_photos"), *out]) == 2
+    assert "--masks is required with --photos" in capsys.readouterr().err
+    for argv, message in (
+        (["--split", "val", "--photos", str(shared_data / "val_photos")], "not allowed with argument"),
+        ([], "one of the arguments --photos --split is required"),
+        (["--split", "train"], "invalid choice: 'train'"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(["evaluate", *argv, *out])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()

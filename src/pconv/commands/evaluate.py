@@ -1,5 +1,10 @@
 """``pconv evaluate``: score the network and classical baselines on deterministic 512x512 cases, per hole-ratio
-bin x N/B, as in the paper's table (arXiv 1804.07723, §5)."""
+bin x N/B, as in the paper's table (arXiv 1804.07723, §5).
+
+``--split val`` scores the validation photos (``<data root>/val_photos``: for every choice between candidates,
+checkpoints, recipes), ``--split test`` the test photos (``<data root>/eval_photos``: scored once per model that
+ships, never used to choose); ``--photos`` any other folder.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,13 @@ HELP = (
 )
 
 METHOD_CHOICES = ("pconv", "telea", "ns", "patchmatch", "mean")
+# --split name -> (folder under --data-root, what the split is for)
+SPLITS = {
+    "val": ("val_photos", "validation: for choosing between models, checkpoints and recipes"),
+    "test": ("eval_photos", "test: scored once per model that ships, never used to choose"),
+}
+DEFAULT_DATA_ROOT = Path("../shared/data")
+NVIDIA_MASKS = "masks/nvidia_irregular_test"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +44,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="pconv weights (safetensors from pconv.model.save_weights; default: the shipped model)",
     )
-    parser.add_argument("--photos", type=Path, required=True, help="folder of photos (searched recursively)")
+    photos = parser.add_mutually_exclusive_group(required=True)
+    photos.add_argument("--photos", type=Path, help="folder of photos (searched recursively)")
+    photos.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        help="val: DATA_ROOT/val_photos, for every choice between candidates; test: DATA_ROOT/eval_photos, "
+        "scored once per model that ships",
+    )
     parser.add_argument(
-        "--masks", required=True, help="the NVIDIA irregular test mask folder (00000.png..11999.png), or 'generated'"
+        "--data-root",
+        type=Path,
+        default=None,
+        help=f"with --split: the folder holding val_photos, eval_photos and {NVIDIA_MASKS} (default: "
+        f"{DEFAULT_DATA_ROOT})",
+    )
+    parser.add_argument(
+        "--masks",
+        default=None,
+        help="the NVIDIA irregular test mask folder (00000.png..11999.png), or 'generated'; required with --photos, "
+        f"DATA_ROOT/{NVIDIA_MASKS} by default with --split",
     )
     parser.add_argument("--out", type=Path, default=Path("out/evaluate"), help="output folder (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, replacing reports")
@@ -103,6 +132,27 @@ def _build_methods(args: argparse.Namespace) -> tuple[list, dict[str, str]]:
     return methods, notes
 
 
+def _resolve_split(args: argparse.Namespace) -> dict[str, str]:
+    """Fill ``args.photos`` (and ``args.masks``, if not given) from ``--split``; the report lines that name it."""
+    if args.split is None:
+        if args.data_root is not None:
+            raise ValueError("--data-root applies to --split only; with --photos, give the folders themselves")
+        if args.masks is None:
+            raise ValueError("--masks is required with --photos: the NVIDIA test mask folder, or 'generated'")
+        return {"split": f"none (--photos {args.photos})"}
+    root = args.data_root or DEFAULT_DATA_ROOT
+    folder, purpose = SPLITS[args.split]
+    args.photos = root / folder
+    if not args.photos.is_dir():
+        raise FileNotFoundError(
+            f"--split {args.split}: photo folder not found: {args.photos}; pass --data-root (the folder holding "
+            f"{folder}) or --photos"
+        )
+    if args.masks is None:
+        args.masks = str(root / NVIDIA_MASKS)
+    return {"split": f"{args.split} ({purpose})"}
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     for option in ("workers", "batch_size"):
         if getattr(args, option) < 1:
@@ -115,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from pconv.baselines import CV_RADIUS, PATCHMATCH_RADIUS
 
     _check_numbers(args)
+    split = _resolve_split(args)
     if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
         raise ValueError(f"--out {args.out} is not empty; pass --overwrite to replace the report files in it")
     photos = ev.find_photos(args.photos)
@@ -134,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     results += reused
     summary = ev.summarize(results)
     settings = {
+        **split,
         "photos": f"{args.photos} ({len(cases) // 12} photos, sorted; short side resized to 512 with Lanczos, "
         "centre crop 512x512)",
         "masks": f"{args.masks} (seed {args.seed}; one mask per photo per bin x N/B cell)",
