@@ -159,8 +159,7 @@ class TorchNetwork:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.device)
-            m = torch.from_numpy(np.ascontiguousarray(valid_mask, dtype=np.float32)).to(self.device)
+            x, m = (torch.from_numpy(_float32(a)).to(self.device) for a in (image, valid_mask))
             return self._net(x, m)[0].float().cpu().numpy()
 
 
@@ -201,12 +200,14 @@ class OnnxNetwork:
 
     def __call__(self, image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = known -> prediction (N, 3, H, W) float32 (module docstring)."""
-        feeds = {
-            "image": np.ascontiguousarray(image, dtype=np.float32),
-            "valid_mask": np.ascontiguousarray(valid_mask, dtype=np.float32),
-        }
-        (output,) = self.session.run(["output"], feeds)
+        (output,) = self.session.run(["output"], {"image": _float32(image), "valid_mask": _float32(valid_mask)})
         return output
+
+
+def _float32(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 array with no negative stride (numpy keeps those on axes of length 1)."""
+    out = np.ascontiguousarray(array, dtype=np.float32)
+    return out if min(out.strides, default=0) >= 0 else out.copy()
 
 
 def _providers(device: str | None, ort: Any) -> list[Any]:
