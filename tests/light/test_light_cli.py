@@ -103,3 +103,20 @@ def test_model_file_mistakes_are_one_line_errors(
     assert probe.stderr.startswith("pconv inpaint: error: ") and message in probe.stderr
     assert len(probe.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.skipif(installed("torch"), reason="torch is installed here (run by make test-light)")
+def test_a_torch_command_on_the_base_install_says_which_extra(tmp_path: Path) -> None:
+    probe = cli(["bench", "--output-dir", "b"], tmp_path)
+    assert "rc 2" in probe.stdout
+    assert probe.stderr.strip() == (
+        "pconv bench: error: this command needs torch, which is not installed: pip install 'pconv[torch]'"
+    )
+
+
+def test_missing_package_messages_name_the_extra() -> None:
+    from pconv.cli import missing_package_message
+
+    assert missing_package_message("torch.nn").endswith("pip install 'pconv[torch]'")
+    assert missing_package_message("cv2").endswith("pip install 'pconv[eval]'")
+    assert "yaml" in missing_package_message("yaml")

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         inpainter = Inpainter(args.weights, device=args.device)
-        print(f"pconv demo: model {args.weights or default_weights_path().name}")
+        print(f"pconv demo: model {args.weights or 'pconv_default (shipped)'} on the {inpainter.backend} backend")
     filled = inpainter.inpaint(photo, hole)
     holed = np.asarray(photo).copy()
     holed[np.asarray(hole) > 127] = 255
