@@ -7,8 +7,10 @@ Run (from the repository root, after `make test-light` has made .venv-light):
 
 The photo is the bundled Kodak kodim23 cropped to 512x512 and the hole the demo's brush stroke and ellipse
 (`pconv demo`), both written to a temporary folder. Every command is a fresh process, started in turn (A, B, C, A,
-B, C, ...) so that the machine's other load falls on all of them alike; wall time is from start to exit, peak
-memory the process's resident-set high-water mark (``wait4``'s ``ru_maxrss``). ``--before-src`` is a ``src``
+B, C, ...) so that the machine's other load falls on all of them alike; wall time is from start to exit, CPU time
+the process's user + system seconds (all its threads; less sensitive to the other load than wall time: with idle
+CPUs a process that keeps one busy ends within about its CPU time), peak memory the process's resident-set
+high-water mark (all from ``wait4``'s resource usage). ``--before-src`` is a ``src``
 folder of the code before this change (e.g. ``git archive 5be860d src | tar -x -C /tmp/before``), run with the
 full venv. The default four-pass average (flip and shift) is used throughout. The section "Light inference" of
 ``--out`` is replaced (or added).
@@ -119,8 +121,8 @@ def commands(args: argparse.Namespace, photo: Path, mask: Path, out: Path) -> di
     return runs
 
 
-def run_once(argv: list[str], pythonpath: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one process; raises if it fails."""
+def run_once(argv: list[str], pythonpath: str) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds (user + system), peak RSS MiB) of one process; raises if it fails."""
     env = {**os.environ, "PYTHONPATH": pythonpath}
     with tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
@@ -131,7 +133,7 @@ def run_once(argv: list[str], pythonpath: str) -> tuple[float, float]:
         if proc.returncode != 0:
             errors.seek(0)
             raise RuntimeError(f"{' '.join(argv[:4])}... exited {proc.returncode}: {errors.read().decode()[-500:]}")
-    return seconds, usage.ru_maxrss / 1024  # KiB on Linux
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def steps(python: str, photo: Path, mask: Path, out: Path, rounds: int) -> dict[str, float]:
@@ -172,11 +174,17 @@ def agreement(out: Path, photo: Path, mask: Path) -> str:
     return line
 
 
-def markdown(results: dict[str, list[tuple[float, float]]], step_times: dict[str, float], notes: list[str]) -> str:
-    lines = [HEADING, "", *notes, "", "| process | median s | min s | peak RSS MiB (median) |", "|---|---:|---:|---:|"]
+def markdown(
+    results: dict[str, list[tuple[float, float, float]]], step_times: dict[str, float], notes: list[str]
+) -> str:
+    header = "| process | wall s, median | wall s, min | CPU s (user + sys), median | peak RSS MiB, median |"
+    lines = [HEADING, "", *notes, "", header, "|---|---:|---:|---:|---:|"]
     for label, runs in results.items():
-        secs, mem = [r[0] for r in runs], [r[1] for r in runs]
-        lines.append(f"| {label} | {statistics.median(secs):.2f} | {min(secs):.2f} | {statistics.median(mem):.0f} |")
+        wall, cpu, mem = ([r[i] for r in runs] for i in range(3))
+        lines.append(
+            f"| {label} | {statistics.median(wall):.2f} | {min(wall):.2f} | {statistics.median(cpu):.2f} | "
+            f"{statistics.median(mem):.0f} |"
+        )
     lines += ["", "Where the light path's time goes (one process, base install, medians):", ""]
     lines += ["| step | s |", "|---|---:|"]
     lines += [f"| {STEP_NAMES[name]} | {value:.3f} |" for name, value in step_times.items()]
@@ -208,7 +216,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         photo, mask = make_inputs(Path(tmp))
         runs = commands(args, photo, mask, Path(tmp))
-        results: dict[str, list[tuple[float, float]]] = {label: [] for label in runs}
+        results: dict[str, list[tuple[float, float, float]]] = {label: [] for label in runs}
         for argv, pythonpath in runs.values():  # one warm-up each: the page cache, .pyc files
             run_once(argv, pythonpath)
         for _ in range(args.rounds):
