@@ -123,8 +123,7 @@ def dilate_hole(hole_mask: np.ndarray, pixels: int) -> np.ndarray:
     grown = hole_mask > 0
     for axis in (-2, -1):
         n = grown.shape[axis]
-        counts = np.cumsum(grown, axis=axis, dtype=np.int64)
-        counts = np.concatenate([np.zeros_like(np.take(counts, [0], axis=axis)), counts], axis=axis)
+        counts = _prefix_sums(grown, axis, np.int64)
         idx = np.arange(n)
         hi, lo = np.minimum(idx + pixels + 1, n), np.maximum(idx - pixels, 0)
         grown = np.take(counts, hi, axis=axis) > np.take(counts, lo, axis=axis)  # any hole in [i - p, i + p]
@@ -145,8 +144,7 @@ def resize_area(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         n_in = out.shape[axis]
         idx = np.arange(n_out)
         lo, hi = (idx * n_in) // n_out, ((idx + 1) * n_in + n_out - 1) // n_out  # cell i covers [lo, hi)
-        sums = np.cumsum(out, axis=axis)
-        sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
+        sums = _prefix_sums(out, axis, np.float64)
         span = _along(hi - lo, axis, out.ndim)
         out = (np.take(sums, hi, axis=axis) - np.take(sums, lo, axis=axis)) / span
     return out.astype(np.float32)
@@ -174,6 +172,13 @@ def resize_bicubic(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             acc += taps * _along(_cubic(dist), axis, out.ndim)
         out = acc
     return out
+
+
+def _prefix_sums(x: np.ndarray, axis: int, dtype: type) -> np.ndarray:
+    """Sums of ``x`` over ``[0, i)`` along ``axis`` for i = 0..n (one longer than ``x`` there): the sum over
+    ``[lo, hi)`` is ``sums[hi] - sums[lo]``."""
+    sums = np.cumsum(x, axis=axis, dtype=dtype)
+    return np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
 
 
 def _cubic(dist: np.ndarray) -> np.ndarray:
