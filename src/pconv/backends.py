@@ -195,6 +195,7 @@ class OnnxNetwork:
         if names != ONNX_INPUTS:
             raise ValueError(f"{path} takes inputs {names}, expected {ONNX_INPUTS}; export it with `pconv export-onnx`")
         self.path = path
+        self.device = str(device or "cpu")
 
     @property
     def metadata(self) -> dict[str, str]:

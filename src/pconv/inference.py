@@ -407,6 +407,11 @@ class Inpainter:
         """The (unfused) ``PConvUNet`` of the PyTorch backend; ``None`` on ONNX Runtime or with a ``predictor``."""
         return getattr(self.network, "model", None)
 
+    @property
+    def device(self) -> Any:
+        """Where the network runs: a ``torch.device`` on PyTorch, ``"cpu"`` or ``"cuda[:N]"`` on ONNX Runtime."""
+        return getattr(self.network, "device", "cpu")
+
     def __call__(self, image: Any, hole_mask: Any, *, dilate: int | None = None) -> Any:
         return self.inpaint(image, hole_mask, dilate=dilate)
 
