@@ -2,23 +2,32 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The base install plus the web server, without PyTorch: the light inference path (docs/light.md).
+LIGHT_VENV := .venv-light
+LIGHT_BIN := $(LIGHT_VENV)/bin
 # torch/torchvision pinned here only because these builds lie on the project machines' disk;
 # pyproject.toml keeps the bounds loose (torch>=2.4).
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint docs model clean
+.PHONY: demo test test-light onnx lint docs model clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[train,eval,serve,export,dev]"
+	$(BIN)/pip install -q -e ".[torch,train,eval,serve,export,dev]"
+	touch $@
+
+$(LIGHT_BIN)/.installed: pyproject.toml
+	test -x $(LIGHT_BIN)/python || $(PY) -m venv $(LIGHT_VENV)
+	$(LIGHT_BIN)/pip install -q --upgrade pip
+	$(LIGHT_BIN)/pip install -q -e ".[serve]" pytest httpx
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/pconv demo --output out/demo.png --overwrite
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed test-light
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
 	$(DOCS_BUILD)
@@ -28,6 +37,15 @@ test: $(BIN)/.installed
 # Runs go to $$PCONV_RUNS or ~/pconv_runs. Options: make model ARGS="--dry-run" (the plan), "--until v3", "--tiny".
 model: $(BIN)/.installed
 	$(BIN)/python tools/make_model.py $(ARGS)
+
+# The inference tests in a venv that has no torch at all (CLI, Python API and pconv serve on ONNX Runtime).
+test-light: $(LIGHT_BIN)/.installed
+	@$(LIGHT_BIN)/python -c "import importlib.util as u, sys; sys.exit('torch is installed in $(LIGHT_VENV)' if u.find_spec('torch') else 0)"
+	$(LIGHT_BIN)/python -m pytest -q tests/light
+
+# Re-export the shipped ONNX model from the shipped safetensors (after changing the weights; tests check they agree).
+onnx: $(BIN)/.installed
+	$(BIN)/pconv export-onnx --output src/pconv/weights/pconv_default.onnx --overwrite
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks tools
@@ -40,4 +58,4 @@ docs: $(BIN)/.installed
 	@echo "docs: open site/index.html"
 
 clean:
-	rm -rf $(VENV) out site
+	rm -rf $(VENV) $(LIGHT_VENV) out site

@@ -26,7 +26,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    inpainters = {name: Inpainter(device="cpu", flip_average=f, shift_average=s) for name, (f, s) in SETTINGS.items()}
+    inpainters = {
+        name: Inpainter(backend="torch", device="cpu", flip_average=f, shift_average=s)
+        for name, (f, s) in SETTINGS.items()
+    }
     rows = []
     for side in (512, 1024):
         rgb = torch.randint(0, 256, (side, side, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)

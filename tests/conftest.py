@@ -1,16 +1,16 @@
-"""Shared test set-up: CPU, fixed seeds, no network, `gpu` and `slow` markers."""
+"""Shared test set-up: CPU, fixed seeds, no network, `gpu` and `slow` markers.
+
+torch is imported only where a test needs it, so the tests in tests/light run in a venv without it (`make test-light`).
+"""
 
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
-
-from pconv.config import ModelConfig
-from pconv.model import PConvUNet, save_weights
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -25,14 +25,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords and not config.getoption("--runslow"):
             item.add_marker(skip_slow)
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+        if "gpu" in item.keywords and not _cuda_available():
             item.add_marker(skip_gpu)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 @pytest.fixture(autouse=True)
 def _seed_and_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fixed seed; any connection outside loopback fails loudly (nothing may be downloaded)."""
-    torch.manual_seed(0)
+    """Fixed seed (torch's too, where a test has imported it); any connection outside loopback fails loudly."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)
     real_connect = socket.socket.connect
 
     def guarded(self: socket.socket, address: object) -> object:
@@ -57,6 +67,11 @@ def make_weights(tmp_path: Path) -> Callable[..., Path]:
     """``make_weights(seed, config)`` saves a randomly initialised network (default depth 4, width 1/8) under
     tmp_path and returns the file; BatchNorm running means are random too, so tools that combine weights files
     are checked on the statistics as well as on the parameters."""
+
+    import torch
+
+    from pconv.config import ModelConfig
+    from pconv.model import PConvUNet, save_weights
 
     def make(seed: int, config: ModelConfig | None = None) -> Path:
         config = config or ModelConfig(depth=4, width=0.125)

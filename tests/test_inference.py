@@ -95,7 +95,7 @@ def test_list_of_mixed_kinds_returns_same_kinds(inpainter: Inpainter) -> None:
 
 
 def test_empty_mask_returns_input_without_running_the_network() -> None:
-    def must_not_run(image: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
+    def must_not_run(image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
         raise AssertionError("the network ran on an empty mask")
 
     inpainter = Inpainter(predictor=must_not_run)
@@ -113,9 +113,10 @@ def test_all_hole_mask_gives_finite_defined_output(inpainter: Inpainter) -> None
 def test_predictor_sees_valid_mask_polarity() -> None:
     seen = {}
 
-    def grey(image: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
-        seen["valid"] = valid_mask.clone()
-        return torch.full_like(image, 0.25)
+    def grey(image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
+        assert isinstance(image, np.ndarray) and image.dtype == np.float32  # the pipeline is numpy, any backend
+        seen["valid"] = valid_mask.copy()
+        return np.full_like(image, 0.25)
 
     out = Inpainter(predictor=grey).inpaint(photo(), box_hole())
     assert seen["valid"][0, 0, 10, 12] == 0 and seen["valid"][0, 0, 30, 40] == 1  # 1 = known for the network
@@ -123,7 +124,7 @@ def test_predictor_sees_valid_mask_polarity() -> None:
 
 
 def test_grey_mask_binarised_at_threshold_127() -> None:
-    out = Inpainter(predictor=lambda image, valid: torch.zeros_like(image)).inpaint(
+    out = Inpainter(predictor=lambda image, valid: np.zeros_like(image)).inpaint(
         np.full((4, 4, 3), 200, np.uint8), np.array([[127, 128, 0, 255]] * 4, np.uint8)
     )
     assert (out[:, 0] == 200).all() and (out[:, 1] == 0).all() and (out[:, 2] == 200).all() and (out[:, 3] == 0).all()
@@ -174,8 +175,10 @@ def test_missing_default_model_says_pass_weights(monkeypatch: pytest.MonkeyPatch
     import pconv.inference
 
     monkeypatch.setattr(pconv.inference, "default_weights_path", lambda: tmp_path / "none.safetensors")
-    with pytest.raises(FileNotFoundError, match="weights"):
-        Inpainter()
+    monkeypatch.setattr(pconv.inference, "default_onnx_path", lambda: tmp_path / "none.onnx")
+    for backend in ("torch", "onnx", "auto"):
+        with pytest.raises(FileNotFoundError, match="weights"):
+            Inpainter(backend=backend)
 
 
 def test_shipped_model_is_trained_and_beats_a_flat_fill() -> None:
@@ -184,7 +187,7 @@ def test_shipped_model_is_trained_and_beats_a_flat_fill() -> None:
     from pconv.inference import default_weights_path
 
     assert default_weights_path().is_file(), "the package ships pconv/weights/pconv_default.safetensors"
-    inpainter = Inpainter(device="cpu")
+    inpainter = Inpainter(backend="torch", device="cpu")
     assert inpainter.model is not None and inpainter.model.config == ModelConfig(depth=8, width=0.25, edge_refine=16)
     sample = Path(__file__).resolve().parents[1] / "src" / "pconv" / "assets" / "kodim23.png"
     truth = np.asarray(Image.open(sample).convert("RGB"))

@@ -264,10 +264,11 @@ def test_folder_mode_refuses_to_overwrite_existing_outputs(tmp_path: Path, weigh
     assert (images / "a.png").read_bytes() == before
 
 
-def test_onnx_backend_needs_a_file(tmp_path: Path, capsys) -> None:
+def test_onnx_backend_without_a_file_runs_the_shipped_model(tmp_path: Path) -> None:
     img, m = save(photo(), tmp_path / "a.png"), save(hole(), tmp_path / "m.png")
-    assert inpaint("--image", img, "--mask", m, "--output", tmp_path / "o.png", "--backend", "onnx") == 2
-    assert "--onnx" in capsys.readouterr().err
+    assert inpaint("--image", img, "--mask", m, "--output", tmp_path / "o.png", "--backend", "onnx") == 0
+    known = hole() == 0
+    assert np.array_equal(read(tmp_path / "o.png")[known], photo()[known])
 
 
 def test_no_weights_and_none_shipped_says_what_to_do(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The ``pconv`` command line: ``pconv <command> [options]`` (also ``python -m pconv``).
 
 Each command lives in ``pconv.commands.<name>`` with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``;
-those modules import torch lazily, so ``pconv --help`` is instant. Errors a user can fix print one line and
-exit with status 2; set ``PCONV_DEBUG=1`` to see the traceback instead.
+those modules import torch lazily, so ``pconv --help`` is instant and ``pconv inpaint``, ``serve`` and ``demo`` run on
+the base install, which has no torch (docs/light.md); the other commands say which extra to install. Errors a user
+can fix print one line and exit with status 2; set ``PCONV_DEBUG=1`` to see the traceback instead.
 """
 
 from __future__ import annotations
@@ -28,12 +29,23 @@ COMMANDS: dict[str, str] = {
     "train": "train",
 }
 
+# Module -> the extra that installs it (README, "Install"); the base install runs inpaint, serve and demo only.
+_EXTRA_OF = {"torch": "torch", "torchvision": "train", "cv2": "eval", "fastapi": "serve", "uvicorn": "serve"}
+
 
 class _Parser(argparse.ArgumentParser):
     """An argparse parser whose usage errors are one line that points at ``--help`` (not usage + error)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def missing_package_message(module: str) -> str:
+    """What to install for a missing module: PyTorch comes with the extras, the base install lacks it."""
+    top = module.split(".")[0]
+    if top in _EXTRA_OF:
+        return f"this command needs {top}, which is not installed: pip install 'pconv[{_EXTRA_OF[top]}]'"
+    return f"this command needs the {top} module, which is not installed (the extras: pip install 'pconv[train,eval]')"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pconv: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # e.g. `pconv train` on the base install, which has no torch
+        if os.environ.get("PCONV_DEBUG") or exc.name is None or exc.name.startswith("pconv"):
+            raise
+        print(f"pconv {args.command}: error: {missing_package_message(exc.name)}", file=sys.stderr)
+        return 2
     except (ValueError, OSError, RuntimeError) as exc:
         if os.environ.get("PCONV_DEBUG"):
             raise

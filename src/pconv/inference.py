@@ -1,4 +1,13 @@
-"""Inference for people: ``Inpainter`` fills the holes of photos of any size with a ``PConvUNet`` (arXiv 1804.07723).
+"""Inference for people: ``Inpainter`` fills the holes of photos of any size with a partial-convolution U-Net
+(arXiv 1804.07723).
+
+One pipeline, two network backends: everything around the network (mask reading and polarity, dilation, windows
+for large images, resizing, the flip and shift averages, compositing) works here on numpy arrays, and the network is
+one call ``(image, valid_mask) -> prediction`` from ``pconv.backends``: ONNX Runtime (``OnnxNetwork``, which never
+imports torch) or PyTorch (``TorchNetwork``, CPU or GPU). ``backend="auto"`` (the default) takes PyTorch when it is
+installed and a GPU is present, ONNX Runtime otherwise; the default model ships in both forms
+(``pconv/weights/pconv_default.safetensors`` and its export ``pconv_default.onnx``). Tensor images and masks are
+accepted too; they exist only where torch is already imported, and come back as tensors.
 
 Polarity: everything public here takes a ``hole_mask`` (white / 255 / 1 = missing pixel), as mask files, the CLI
 and the HTTP API do. Grey masks are binarised at ``pconv.masks.HOLE_THRESHOLD`` (grey > 127 is hole); the
@@ -13,9 +22,10 @@ Any resolution: an image whose longer side is at most ``max_side`` (default 1024
 to its multiple ``2**depth`` internally. A larger image is filled window by window, like IOPaint's crop strategy:
 the hole's connected regions (found on a grid of 32 px cells) each get a window with ``margin`` pixels of context
 (default 128, and at least ``max_side // 2`` px a side where the image allows), overlapping windows are merged,
-a window still longer than ``max_side`` is resized down for the network and its prediction resized back up, and
-only hole pixels are pasted back. A hole spread over the whole image thus degrades gracefully into "resize the
-image down, fill, resize the fill back up".
+a window still longer than ``max_side`` is resized down for the network (area average; a cell with any hole pixel
+is hole) and its prediction resized back up (bicubic, as PyTorch's ``interpolate``), and only hole pixels are
+pasted back. A hole spread over the whole image thus degrades gracefully into "resize the image down, fill,
+resize the fill back up".
 
 Test-time averaging (both default on, ``averaged_predictor``): flip averaging also fills the left-right mirror
 image, and shift averaging also fills the image moved one pixel down and right; the predictions (each moved or
@@ -28,34 +38,41 @@ peak memory); the model card gives their effect on the evaluation.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
+from pconv.backends import Network, OnnxNetwork, TorchNetwork, choose_backend, resolve_device
 from pconv.imageio import to_8bit
 from pconv.masks import HOLE_THRESHOLD, binarize_hole, hole_to_valid, pil_to_hole_mask, valid_to_hole
-from pconv.model import PConvUNet, WeightsError, fuse_for_inference, load_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from pconv.model import PConvUNet
 
 __all__ = [
     "DEFAULT_MARGIN",
     "DEFAULT_MAX_SIDE",
+    "DEFAULT_ONNX_NAME",
     "DEFAULT_WEIGHTS_NAME",
     "MASK_POLARITIES",
     "Inpainter",
     "Window",
     "averaged_predictor",
+    "default_onnx_path",
     "default_weights_path",
     "dilate_hole",
     "flip_averaged",
     "plan_windows",
+    "resize_area",
+    "resize_bicubic",
     "resize_hole_mask",
     "resolve_device",
     "shift_averaged",
@@ -64,13 +81,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS_NAME = "pconv_default.safetensors"
+DEFAULT_ONNX_NAME = "pconv_default.onnx"  # the export of DEFAULT_WEIGHTS_NAME (`pconv export-onnx`)
 DEFAULT_MAX_SIDE = 1024  # longer side up to which an image runs whole (about 1.5 GB peak on CPU, paper network)
 DEFAULT_MARGIN = 128  # context pixels around each hole region in the windowed path
 MASK_POLARITIES = ("white-hole", "black-hole")
 _CELL = 32  # side of the grid cells on which hole regions are found
+_CUBIC_A = -0.75  # the cubic convolution kernel's parameter in PyTorch's (and OpenCV's) bicubic resize
 
+# A numpy array, or a torch tensor where torch is in use (the averages below work on both).
+ArrayT = TypeVar("ArrayT")
 # (image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> prediction (N, 3, H, W) about [0, 1]
-Predictor = Callable[[Tensor, Tensor], Tensor]
+Predictor = Callable[[Any, Any], Any]
 
 
 def default_weights_path() -> Path:
@@ -78,33 +99,101 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("pconv").joinpath("weights").joinpath(DEFAULT_WEIGHTS_NAME)))
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` -> CUDA if available, else CPU; otherwise the named device (ValueError if CUDA is asked but absent)."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r} ({exc}); use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
-    return dev
+def default_onnx_path() -> Path:
+    """The shipped default model as ONNX: ``pconv/weights/pconv_default.onnx`` inside the package."""
+    return Path(str(resources.files("pconv").joinpath("weights").joinpath(DEFAULT_ONNX_NAME)))
 
 
-def dilate_hole(hole_mask: Tensor, pixels: int) -> Tensor:
-    """Grow the hole by ``pixels`` in every direction (square structuring element).
+def dilate_hole(hole_mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow the hole by ``pixels`` in every direction (square structuring element, as a max-pool would).
+
+    A pixel becomes hole when its (2 * pixels + 1)² window holds any hole pixel, counted with running sums along
+    each axis, so the cost does not grow with ``pixels``.
 
     Args:
-        hole_mask: (N, 1, H, W) float in {0, 1}, 1 = hole.
+        hole_mask: (..., H, W) float in {0, 1}, 1 = hole.
         pixels: dilation radius, >= 0.
     Returns:
-        (N, 1, H, W) float in {0, 1}, 1 = hole.
+        (..., H, W) float32 in {0, 1}, 1 = hole.
     """
     if pixels < 0:
         raise ValueError(f"dilation must be >= 0 pixels, got {pixels}")
     if pixels == 0:
         return hole_mask
-    return F.max_pool2d(hole_mask, kernel_size=2 * pixels + 1, stride=1, padding=pixels)
+    grown = hole_mask > 0
+    for axis in (-2, -1):
+        n = grown.shape[axis]
+        counts = _prefix_sums(grown, axis, np.int64)
+        idx = np.arange(n)
+        hi, lo = np.minimum(idx + pixels + 1, n), np.maximum(idx - pixels, 0)
+        grown = np.take(counts, hi, axis=axis) > np.take(counts, lo, axis=axis)  # any hole in [i - p, i + p]
+    return grown.astype(np.float32)
+
+
+def resize_area(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize by averaging the input cells each output pixel covers (PyTorch's ``interpolate(mode="area")``).
+
+    Args:
+        image: (..., H, W) float.
+        size: (height, width) of the result.
+    Returns:
+        (..., height, width) float32; a mask resized this way is > 0 wherever its cell holds any nonzero pixel.
+    """
+    out = np.asarray(image, dtype=np.float64)
+    for axis, n_out in zip((-2, -1), size):
+        n_in = out.shape[axis]
+        idx = np.arange(n_out)
+        lo, hi = (idx * n_in) // n_out, ((idx + 1) * n_in + n_out - 1) // n_out  # cell i covers [lo, hi)
+        sums = _prefix_sums(out, axis, np.float64)
+        span = _along(hi - lo, axis, out.ndim)
+        out = (np.take(sums, hi, axis=axis) - np.take(sums, lo, axis=axis)) / span
+    return out.astype(np.float32)
+
+
+def resize_bicubic(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize with half-pixel centres and edge pixels repeated (PyTorch's ``interpolate(mode="bicubic",
+    align_corners=False)``, kernel parameter -0.75).
+
+    Args:
+        image: (..., H, W) float.
+        size: (height, width) of the result.
+    Returns:
+        (..., height, width) float32, not clamped (bicubic overshoots a little at edges).
+    """
+    out = np.asarray(image, dtype=np.float32)
+    for axis, n_out in zip((-2, -1), size):
+        n_in = out.shape[axis]
+        src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        first = np.floor(src).astype(np.int64)
+        t = (src - first).astype(np.float32)
+        acc = np.zeros((*out.shape[:axis], n_out, *out.shape[axis:][1:]), np.float32)
+        for k, dist in zip(range(-1, 3), (t + 1, t, 1 - t, 2 - t)):
+            taps = np.take(out, np.clip(first + k, 0, n_in - 1), axis=axis)
+            acc += taps * _along(_cubic(dist), axis, out.ndim)
+        out = acc
+    return out
+
+
+def _prefix_sums(x: np.ndarray, axis: int, dtype: type) -> np.ndarray:
+    """Sums of ``x`` over ``[0, i)`` along ``axis`` for i = 0..n (one longer than ``x`` there): the sum over
+    ``[lo, hi)`` is ``sums[hi] - sums[lo]``."""
+    sums = np.cumsum(x, axis=axis, dtype=dtype)
+    return np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
+
+
+def _cubic(dist: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel at distances ``dist`` in [0, 2]."""
+    a = _CUBIC_A
+    near = ((a + 2) * dist - (a + 3)) * dist * dist + 1
+    far = ((a * dist - 5 * a) * dist + 8 * a) * dist - 4 * a
+    return np.where(dist <= 1, near, far).astype(np.float32)
+
+
+def _along(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """A 1-D array shaped to broadcast along ``axis`` of an ``ndim``-dimensional array."""
+    shape = [1] * ndim
+    shape[axis] = len(values)
+    return values.reshape(shape)
 
 
 def resize_hole_mask(hole_mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -240,12 +329,17 @@ class Inpainter:
     """Fill the holes of images with a partial-convolution U-Net.
 
     Args:
-        weights: a safetensors file written by ``pconv.model.save_weights``; ``None`` loads the default model
-            shipped in ``pconv/weights/pconv_default.safetensors`` (``FileNotFoundError`` if this install has none).
+        weights: the model: a safetensors file written by ``pconv.model.save_weights`` (PyTorch backend) or an
+            ONNX file written by ``pconv export-onnx`` (``.onnx``, ONNX Runtime backend); ``None`` loads the
+            default model shipped with the package in the chosen backend's form (``FileNotFoundError`` if this
+            install has none).
+        backend: ``"auto"`` (PyTorch when installed and a GPU is present, else ONNX Runtime; a ``weights`` file or a
+            GPU ``device`` decides it too), ``"torch"`` or ``"onnx"``; ``pconv.backends.BackendError`` names the
+            package to install when the chosen one is missing.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA if available, else CPU.
-        model: an already built ``PConvUNet`` to use instead of ``weights``.
-        predictor: a callable ``(image (N,3,H,W) in [0,1], valid_mask (N,1,H,W) 1 = known) -> (N,3,H,W)``
-            used instead of a torch model (the ONNX backend, ``pconv.export.onnx_inpainter``).
+        model: an already built ``PConvUNet`` to run on the PyTorch backend instead of ``weights``.
+        predictor: the network as any callable ``(image (N,3,H,W) in [0,1], valid_mask (N,1,H,W) 1 = known) ->
+            (N,3,H,W)`` on float32 numpy arrays, instead of ``weights`` (e.g. a ``pconv.backends.OnnxNetwork``).
         max_side: images with a longer side up to this run whole; larger ones window by window (module docstring).
         margin: context pixels around each hole region in the windowed path.
         threshold: grey level (0..255) above which a mask pixel is white.
@@ -256,15 +350,20 @@ class Inpainter:
             for twice the time. ``False`` skips it.
         shift_average: average the prediction with that of the image moved by one pixel (module docstring):
             better fills for twice the time again. Both ``False`` runs the network once.
-        fast: run a copy of the network with BatchNorm folded into the convolutions and channels-last layout
-            (``pconv.model.fuse_for_inference``): the same output to float rounding, faster (benchmarks/RESULTS.md).
-            ``self.model`` stays the unfused network.
+        fast: on the PyTorch backend, run a copy of the network with BatchNorm folded into the convolutions and
+            channels-last layout (``pconv.model.fuse_for_inference``): the same output to float rounding, faster
+            (benchmarks/RESULTS.md). ``self.model`` stays the unfused network. (An exported ONNX graph is fused.)
+
+    Attributes:
+        network: the backend, a ``pconv.backends.TorchNetwork`` or ``OnnxNetwork`` (or the ``predictor``).
+        backend: ``"torch"``, ``"onnx"`` or ``"custom"`` (a ``predictor``).
     """
 
     def __init__(
         self,
         weights: str | Path | None = None,
         *,
+        backend: str = "auto",
         device: str | torch.device | None = None,
         model: PConvUNet | None = None,
         predictor: Predictor | None = None,
@@ -287,19 +386,31 @@ class Inpainter:
                 f"bad settings: max_side={max_side} (>= 16), margin={margin} (>= 0), dilate={dilate} "
                 f"(>= 0), batch_size={batch_size} (>= 1), threshold={threshold} (0..254)"
             )
-        self.device = resolve_device(device) if predictor is None else torch.device("cpu")
         self.max_side, self.margin, self.threshold, self.dilate = max_side, margin, threshold, dilate
         self.mask_polarity, self.batch_size = mask_polarity, batch_size
         self.flip_average, self.shift_average = flip_average, shift_average
-        self.model: PConvUNet | None = None
-        if predictor is None:
-            self.model = (model if model is not None else _load_model(weights)).eval().to(self.device)
-            self._net = fuse_for_inference(self.model, channels_last=True) if fast else self.model
-            predictor = self._torch_predict
-        self._predict = averaged_predictor(predictor, flip=flip_average, shift=shift_average)
+        if predictor is not None:
+            self.network: Network = predictor
+        elif model is not None:
+            if backend == "onnx":
+                raise ValueError(
+                    "a PConvUNet runs on the torch backend; export it for ONNX Runtime first (pconv.export)"
+                )
+            self.network = TorchNetwork(model, device=device, fast=fast)
+        else:
+            self.network = _load_network(weights, backend=backend, device=device, fast=fast)
+        self.backend: str = getattr(self.network, "name", "custom")
+        self._predict = averaged_predictor(self.network, flip=flip_average, shift=shift_average)
 
-    def _torch_predict(self, image: Tensor, valid_mask: Tensor) -> Tensor:
-        return self._net(image, valid_mask)[0]
+    @property
+    def model(self) -> PConvUNet | None:
+        """The (unfused) ``PConvUNet`` of the PyTorch backend; ``None`` on ONNX Runtime or with a ``predictor``."""
+        return getattr(self.network, "model", None)
+
+    @property
+    def device(self) -> Any:
+        """Where the network runs: a ``torch.device`` on PyTorch, ``"cpu"`` or ``"cuda[:N]"`` on ONNX Runtime."""
+        return getattr(self.network, "device", "cpu")
 
     def __call__(self, image: Any, hole_mask: Any, *, dilate: int | None = None) -> Any:
         return self.inpaint(image, hole_mask, dilate=dilate)
@@ -332,7 +443,9 @@ class Inpainter:
                 raise ValueError(f"{len(image)} images but {len(masks)} hole masks")
             items = [_to_item(img, self._hole_array(m), grow) for img, m in zip(image, masks)]
             return [item.finish(out) for item, out in zip(items, self._fill_items(items))]
-        if isinstance(image, Tensor) and image.dim() == 4:
+        if _is_tensor(image) and image.dim() == 4:
+            import torch
+
             holes = self._hole_array(hole_mask)
             holes = holes if holes.ndim == 3 else np.broadcast_to(holes, (image.shape[0], *holes.shape))
             if holes.shape[0] != image.shape[0]:
@@ -347,11 +460,11 @@ class Inpainter:
         white = _white_array(hole_mask, self.threshold)
         if self.mask_polarity == "white-hole":
             return white
-        return valid_to_hole(torch.from_numpy(white)).numpy()  # black-hole: the white pixels are the known ones
+        return valid_to_hole(white)  # black-hole: the white pixels are the known ones
 
-    def _fill_items(self, items: list[_Item]) -> list[Tensor]:
-        """Filled (3, H, W) float32 CPU images, known pixels copied from the input."""
-        outs: list[Tensor | None] = [item.rgb if not item.hole.any() else None for item in items]
+    def _fill_items(self, items: list[_Item]) -> list[np.ndarray]:
+        """Filled (3, H, W) float32 images, known pixels copied from the input."""
+        outs: list[np.ndarray | None] = [item.rgb if not item.hole.any() else None for item in items]
         small = [i for i, item in enumerate(items) if outs[i] is None and max(item.rgb.shape[1:]) <= self.max_side]
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i in small:
@@ -359,8 +472,8 @@ class Inpainter:
         for group in by_size.values():
             for k in range(0, len(group), self.batch_size):
                 chunk = group[k : k + self.batch_size]
-                images = torch.stack([items[i].rgb for i in chunk])  # (n, 3, H, W)
-                filled = self._fill(images, torch.stack([items[i].hole for i in chunk]))
+                images = np.stack([items[i].rgb for i in chunk])  # (n, 3, H, W)
+                filled = self._fill(images, np.stack([items[i].hole for i in chunk]))
                 for i, out in zip(chunk, filled):
                     outs[i] = out
         for i, item in enumerate(items):
@@ -368,23 +481,23 @@ class Inpainter:
                 outs[i] = self._fill_large(item.rgb[None], item.hole[None])[0]
         return outs  # type: ignore[return-value]
 
-    def _fill_large(self, image: Tensor, hole_mask: Tensor) -> Tensor:
+    def _fill_large(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
         """(1, 3, H, W), (1, 1, H, W) -> (1, 3, H, W): window by window, only hole pixels pasted back."""
-        out = image.clone()
-        windows = plan_windows(hole_mask[0, 0].numpy() > 0, margin=self.margin, min_side=self.max_side // 2)
+        out = image.copy()
+        windows = plan_windows(hole_mask[0, 0] > 0, margin=self.margin, min_side=self.max_side // 2)
         log.info("image %dx%d: filling %d window(s)", image.shape[3], image.shape[2], len(windows))
         for win in windows:
             rows, cols = slice(win.top, win.bottom), slice(win.left, win.right)
             crop_hole = hole_mask[:, :, rows, cols]
             filled = self._fill(image[:, :, rows, cols], crop_hole)
-            out[:, :, rows, cols] = torch.where(crop_hole > 0, filled, out[:, :, rows, cols])
+            out[:, :, rows, cols] = np.where(crop_hole > 0, filled, out[:, :, rows, cols])
         return out
 
-    def _fill(self, image: Tensor, hole_mask: Tensor) -> Tensor:
+    def _fill(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
         """Run the network, resizing down first if the image is longer than ``max_side``.
 
         Args:
-            image: (N, 3, H, W) float32 in [0, 1] on the CPU.
+            image: (N, 3, H, W) float32 in [0, 1].
             hole_mask: (N, 1, H, W) float32 in {0, 1}, 1 = hole.
         Returns:
             (N, 3, H, W) float32 in [0, 1]: the prediction in the hole, ``image`` elsewhere.
@@ -395,25 +508,23 @@ class Inpainter:
             pred = self._predict_holes(image, hole_mask)
         else:
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            small_hole = (F.interpolate(hole_mask, size=size, mode="area") > 0).float()  # any hole pixel -> hole
-            small = self._predict_holes(F.interpolate(image, size=size, mode="area"), small_hole)
-            pred = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
-        return torch.where(hole_mask > 0, pred.clamp(0, 1), image)
+            small_hole = (resize_area(hole_mask, size) > 0).astype(np.float32)  # any hole pixel -> hole
+            small = self._predict_holes(resize_area(image, size), small_hole)
+            pred = resize_bicubic(small, (h, w))
+        return np.where(hole_mask > 0, np.clip(pred, 0, 1), image)
 
-    def _predict_holes(self, image: Tensor, hole_mask: Tensor) -> Tensor:
-        """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = hole -> raw prediction (N, 3, H, W) float32 on the CPU."""
+    def _predict_holes(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = hole -> raw prediction (N, 3, H, W) float32."""
         valid_mask = hole_to_valid(hole_mask)  # the one polarity flip on this path
-        with torch.inference_mode():
-            image, valid_mask = image.to(self.device), valid_mask.to(self.device)
-            pred = self._predict(image, valid_mask)
-        return pred.float().cpu()
+        return np.asarray(self._predict(image, valid_mask), dtype=np.float32)
 
 
 def averaged_predictor(predict: Predictor, *, flip: bool = True, shift: bool = True) -> Predictor:
     """``predict`` with test-time flip and / or one-pixel shift averaging (``flip_averaged``, ``shift_averaged``).
 
     Args:
-        predict: ``(image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> (N, 3, H, W)``.
+        predict: ``(image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> (N, 3, H, W)``, on numpy
+            arrays or on torch tensors.
         flip: apply the left-right flip average.
         shift: apply the one-pixel shift average; with both the network runs four times, with neither once.
     Returns:
@@ -426,21 +537,21 @@ def averaged_predictor(predict: Predictor, *, flip: bool = True, shift: bool = T
     return predict
 
 
-def flip_averaged(predict: Predictor, image: Tensor, valid_mask: Tensor) -> Tensor:
+def flip_averaged(predict: Callable[[ArrayT, ArrayT], ArrayT], image: ArrayT, valid_mask: ArrayT) -> ArrayT:
     """The mean of ``predict`` on the image and, mirrored back, on its left-right mirror (test-time flip).
 
     Args:
         predict: ``(image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> (N, 3, H, W)``.
-        image: (N, 3, H, W) in [0, 1].
-        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
+        image: (N, 3, H, W) in [0, 1], a numpy array or a torch tensor.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel, of the same kind.
     Returns:
         (N, 3, H, W): ``(predict(x, m) + flip(predict(flip(x), flip(m)))) / 2``, flip along the width.
     """
-    mirrored = predict(image.flip(-1), valid_mask.flip(-1)).flip(-1)
-    return (predict(image, valid_mask) + mirrored) / 2
+    mirrored = _mirror(predict(_mirror(image), _mirror(valid_mask)))
+    return (predict(image, valid_mask) + mirrored) / 2  # type: ignore[operator]
 
 
-def shift_averaged(predict: Predictor, image: Tensor, valid_mask: Tensor) -> Tensor:
+def shift_averaged(predict: Callable[[ArrayT, ArrayT], ArrayT], image: ArrayT, valid_mask: ArrayT) -> ArrayT:
     """The mean of ``predict`` on the image and, moved back, on the image moved one pixel down and right.
 
     The moved copy repeats the first row and column and drops the last ones; its prediction, moved back, lacks
@@ -448,29 +559,61 @@ def shift_averaged(predict: Predictor, image: Tensor, valid_mask: Tensor) -> Ten
 
     Args:
         predict: ``(image (N, 3, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known) -> (N, 3, H, W)``.
-        image: (N, 3, H, W) in [0, 1].
-        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
+        image: (N, 3, H, W) in [0, 1], a numpy array or a torch tensor.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel, of the same kind.
     Returns:
         (N, 3, H, W) prediction.
     """
     pred = predict(image, valid_mask)
-    if min(image.shape[-2:]) < 2:
+    if min(image.shape[-2:]) < 2:  # type: ignore[attr-defined]
         return pred
-    moved = predict(*(F.pad(t[..., :-1, :-1], (1, 0, 1, 0), mode="replicate") for t in (image, valid_mask)))
-    out = pred.clone()
-    out[..., :-1, :-1] = (pred[..., :-1, :-1] + moved[..., 1:, 1:]) / 2
+    moved = predict(_moved_down_right(image), _moved_down_right(valid_mask))
+    out = pred.copy() if isinstance(pred, np.ndarray) else pred.clone()  # type: ignore[attr-defined]
+    out[..., :-1, :-1] = (pred[..., :-1, :-1] + moved[..., 1:, 1:]) / 2  # type: ignore[index]
     return out
 
 
-def _load_model(weights: str | Path | None) -> PConvUNet:
-    if weights is None:
-        path = default_weights_path()
+def _mirror(x: ArrayT) -> ArrayT:
+    """Flip along the width (the last axis) a numpy array or a tensor."""
+    return np.flip(x, -1) if isinstance(x, np.ndarray) else x.flip(-1)  # type: ignore[attr-defined]
+
+
+def _moved_down_right(x: ArrayT) -> ArrayT:
+    """(..., H, W) -> (..., H, W) moved one pixel down and right, the first row and column repeated."""
+    if isinstance(x, np.ndarray):
+        return np.pad(x[..., :-1, :-1], [(0, 0)] * (x.ndim - 2) + [(1, 0), (1, 0)], mode="edge")
+    import torch.nn.functional as F
+
+    return F.pad(x[..., :-1, :-1], (1, 0, 1, 0), mode="replicate")  # type: ignore[index]
+
+
+def _load_network(weights: str | Path | None, *, backend: str, device: Any, fast: bool) -> Network:
+    """The backend for a weights file (or the shipped model's form for the chosen backend, ``weights=None``)."""
+    path = None if weights is None else Path(weights)
+    chosen = choose_backend(backend, weights=path, device=None if device is None else str(device))
+    if path is None:
+        path = default_onnx_path() if chosen == "onnx" else default_weights_path()
         if not path.is_file():
             raise FileNotFoundError(
                 f"no default model is bundled with this pconv install (looked for {path}); "
                 "pass a weights file: Inpainter(weights=PATH) or --weights PATH (written by pconv.model.save_weights)"
             )
-        weights = path
+    is_onnx = path.suffix.lower() == ".onnx"
+    if chosen == "onnx":
+        if path.suffix.lower() == ".safetensors":
+            raise ValueError(
+                f"{path} is a safetensors weights file, which the onnx backend cannot run; use the torch backend, "
+                f"or export it first: pconv export-onnx --weights {path} --output MODEL.onnx"
+            )
+        return OnnxNetwork(path, device=None if device is None else str(device))
+    if is_onnx:
+        raise ValueError(f"{path} is an ONNX file, which runs on the onnx backend, not torch")
+    return TorchNetwork(_load_model(path), device=device, fast=fast)
+
+
+def _load_model(weights: Path) -> PConvUNet:
+    from pconv.model import WeightsError, load_weights
+
     try:
         return load_weights(weights)
     except WeightsError:
@@ -479,28 +622,40 @@ def _load_model(weights: str | Path | None) -> PConvUNet:
         raise WeightsError(f"{weights} holds an unreadable pconv model config ({exc})") from None
 
 
+def _is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch (a tensor exists only once torch is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _white_array(hole_mask: Any, threshold: int) -> np.ndarray:
     """A mask of any supported kind -> uint8 {0, 1}, 1 = white, (H, W) or (N, H, W)."""
     from PIL import Image
 
     if isinstance(hole_mask, Image.Image):
         return pil_to_hole_mask(hole_mask, threshold=threshold)
-    if isinstance(hole_mask, Tensor):
-        arr = hole_mask.detach().cpu()
-        if arr.dim() == 4 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        elif arr.dim() == 3 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.dim() not in (2, 3):
-            raise ValueError(f"hole_mask tensor must be (H, W), (1, H, W) or (N, 1, H, W), got {tuple(arr.shape)}")
-        if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
-            raise ValueError("the hole_mask tensor holds NaN or infinite values; pass 0/1 or grey in [0, 1]")
-        if arr.dtype == torch.uint8 and int(arr.max()) > 1:
-            return (arr > threshold).to(torch.uint8).numpy()
-        return (arr.float() > threshold / 255).to(torch.uint8).numpy()
     if isinstance(hole_mask, np.ndarray):
         return _white_numpy(hole_mask, threshold)
+    if _is_tensor(hole_mask):
+        return _white_tensor(hole_mask, threshold)
     raise ValueError(f"hole_mask must be a PIL image, a numpy array or a tensor, got {type(hole_mask).__name__}")
+
+
+def _white_tensor(hole_mask: torch.Tensor, threshold: int) -> np.ndarray:
+    import torch
+
+    arr = hole_mask.detach().cpu()
+    if arr.dim() == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    elif arr.dim() == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.dim() not in (2, 3):
+        raise ValueError(f"hole_mask tensor must be (H, W), (1, H, W) or (N, 1, H, W), got {tuple(arr.shape)}")
+    if arr.is_floating_point() and not bool(torch.isfinite(arr).all()):
+        raise ValueError("the hole_mask tensor holds NaN or infinite values; pass 0/1 or grey in [0, 1]")
+    if arr.dtype == torch.uint8 and int(arr.max()) > 1:
+        return (arr > threshold).to(torch.uint8).numpy()
+    return (arr.float() > threshold / 255).to(torch.uint8).numpy()
 
 
 def _white_numpy(arr: np.ndarray, threshold: int) -> np.ndarray:
@@ -523,11 +678,11 @@ def _white_numpy(arr: np.ndarray, threshold: int) -> np.ndarray:
 class _Item:
     """One image as the network sees it, and how to turn the result back into the caller's kind."""
 
-    rgb: Tensor  # (3, H, W) float32 in [0, 1] on the CPU
-    hole: Tensor  # (1, H, W) float32 in {0, 1}, 1 = hole (after dilation)
-    restore: Callable[[Tensor, Tensor], Any]  # (filled (3, H, W), hole (1, H, W)) -> the caller's kind
+    rgb: np.ndarray  # (3, H, W) float32 in [0, 1]
+    hole: np.ndarray  # (1, H, W) float32 in {0, 1}, 1 = hole (after dilation)
+    restore: Callable[[np.ndarray, np.ndarray], Any]  # (filled (3, H, W), hole (1, H, W)) -> the caller's kind
 
-    def finish(self, filled: Tensor) -> Any:
+    def finish(self, filled: np.ndarray) -> Any:
         return self.restore(filled, self.hole)
 
 
@@ -535,44 +690,44 @@ def _to_item(image: Any, hole: np.ndarray, dilate: int) -> _Item:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        rgb_u8 = np.array(to_8bit(image).convert("RGB"))  # 16-bit grey scaled, not clipped to white
+        rgb_u8 = np.asarray(to_8bit(image).convert("RGB"))  # 16-bit grey scaled, not clipped to white
+        rgb = _unit_float(rgb_u8)
         restore = _restore_pil(rgb_u8, image.getchannel("A") if "A" in image.getbands() else None)
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
             raise ValueError(f"a numpy image must be uint8 (H, W, 3) or (H, W, 4), got {image.shape} {image.dtype}")
-        rgb_u8 = np.ascontiguousarray(image[:, :, :3])
+        rgb = _unit_float(image[:, :, :3])
         restore = _restore_numpy(image)
-    elif isinstance(image, Tensor):
+    elif _is_tensor(image):
         if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
             raise ValueError(
                 f"an image tensor must be float (3, H, W) or (N, 3, H, W) in [0, 1], got "
                 f"{tuple(image.shape)} {image.dtype}"
             )
-        rgb_u8 = None
+        rgb = image.detach().float().cpu().numpy()
+        _check_unit_range(rgb)
         restore = _restore_tensor(image)
     else:
         raise ValueError(f"image must be a PIL image, a uint8 numpy array or a tensor, got {type(image).__name__}")
-    if rgb_u8 is not None:
-        rgb_u8 = rgb_u8 if rgb_u8.flags.writeable else rgb_u8.copy()  # torch warns on read-only arrays
-        rgb = torch.from_numpy(rgb_u8).permute(2, 0, 1).float() / 255  # (3, H, W)
-    else:
-        rgb = image.detach().float().cpu()
-        _check_unit_range(rgb)
     if tuple(hole.shape) != tuple(rgb.shape[1:]):
         raise ValueError(
             f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {rgb.shape[2]}x"
             f"{rgb.shape[1]} (width x height); resize the mask to the image (pconv.inference."
             "resize_hole_mask)"
         )
-    hole_t = dilate_hole(torch.from_numpy(np.array(hole, dtype=np.float32))[None, None], dilate)[0]
-    return _Item(rgb, hole_t, restore)
+    return _Item(rgb, dilate_hole(np.asarray(hole, dtype=np.float32)[None], dilate), restore)
 
 
-def _check_unit_range(rgb: Tensor) -> None:
+def _unit_float(rgb_u8: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return np.ascontiguousarray(rgb_u8.transpose(2, 0, 1), dtype=np.float32) / 255
+
+
+def _check_unit_range(rgb: np.ndarray) -> None:
     """ValueError unless every value of a float image is finite and in [0, 1] (0..255 floats are a common slip)."""
-    if rgb.numel() == 0:
+    if rgb.size == 0:
         return
-    if not bool(torch.isfinite(rgb).all()):
+    if not np.isfinite(rgb).all():
         raise ValueError("the image tensor holds NaN or infinite values; pass finite values in [0, 1]")
     low, high = float(rgb.min()), float(rgb.max())
     if low < 0 or high > 1:
@@ -580,16 +735,16 @@ def _check_unit_range(rgb: Tensor) -> None:
         raise ValueError(f"the image tensor holds values in [{low:g}, {high:g}], not [0, 1]{hint}")
 
 
-def _to_uint8(filled: Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
-    return (filled.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def _to_uint8(filled: np.ndarray) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded half to even."""
+    return np.rint(np.clip(filled, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
 
 
-def _restore_pil(rgb_u8: np.ndarray, alpha: Any) -> Callable[[Tensor, Tensor], Any]:
+def _restore_pil(rgb_u8: np.ndarray, alpha: Any) -> Callable[[np.ndarray, np.ndarray], Any]:
     from PIL import Image
 
-    def restore(filled: Tensor, hole: Tensor) -> Image.Image:
-        out = Image.fromarray(np.where(hole[0, :, :, None].numpy() > 0, _to_uint8(filled), rgb_u8))
+    def restore(filled: np.ndarray, hole: np.ndarray) -> Image.Image:
+        out = Image.fromarray(np.where(hole[0, :, :, None] > 0, _to_uint8(filled), rgb_u8))
         if alpha is not None:
             out.putalpha(alpha)
         return out
@@ -597,18 +752,20 @@ def _restore_pil(rgb_u8: np.ndarray, alpha: Any) -> Callable[[Tensor, Tensor], A
     return restore
 
 
-def _restore_numpy(image: np.ndarray) -> Callable[[Tensor, Tensor], np.ndarray]:
-    def restore(filled: Tensor, hole: Tensor) -> np.ndarray:
+def _restore_numpy(image: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def restore(filled: np.ndarray, hole: np.ndarray) -> np.ndarray:
         out = image.copy()
-        out[:, :, :3] = np.where(hole[0, :, :, None].numpy() > 0, _to_uint8(filled), image[:, :, :3])
+        out[:, :, :3] = np.where(hole[0, :, :, None] > 0, _to_uint8(filled), image[:, :, :3])
         return out
 
     return restore
 
 
-def _restore_tensor(image: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    def restore(filled: Tensor, hole: Tensor) -> Tensor:
-        in_hole = hole.to(image.device) > 0  # (1, H, W), broadcast over the channels
-        return torch.where(in_hole, filled.to(device=image.device, dtype=image.dtype), image)
+def _restore_tensor(image: torch.Tensor) -> Callable[[np.ndarray, np.ndarray], torch.Tensor]:
+    import torch
+
+    def restore(filled: np.ndarray, hole: np.ndarray) -> torch.Tensor:
+        in_hole = torch.from_numpy(hole > 0).to(image.device)  # (1, H, W), broadcast over the channels
+        return torch.where(in_hole, torch.from_numpy(filled).to(device=image.device, dtype=image.dtype), image)
 
     return restore

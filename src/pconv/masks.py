@@ -22,14 +22,16 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
-import torch
-from torch import Tensor
 
 if TYPE_CHECKING:
     from PIL import Image
+    from torch import Tensor
+
+# A numpy array or a torch tensor: the polarity flips work on both (torch is never imported here).
+ArrayT = TypeVar("ArrayT")
 
 __all__ = [
     "HOLE_THRESHOLD",
@@ -58,19 +60,21 @@ __all__ = [
 HOLE_THRESHOLD = 127
 
 
-def _check_binary(mask: Tensor, name: str) -> None:
+def _check_binary(mask: Any, name: str) -> None:
     if not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError(f"{name} must hold only 0 and 1; binarise it first (see pconv.masks.binarize_hole)")
 
 
-def hole_to_valid(hole_mask: Tensor) -> Tensor:
-    """Flip a hole mask (1 = missing) into the paper's valid mask (1 = known). Same shape and dtype."""
+def hole_to_valid(hole_mask: ArrayT) -> ArrayT:
+    """Flip a hole mask (1 = missing) into the paper's valid mask (1 = known): a tensor or a numpy array of the
+    same shape and dtype."""
     _check_binary(hole_mask, "hole_mask")
     return 1 - hole_mask
 
 
-def valid_to_hole(valid_mask: Tensor) -> Tensor:
-    """Flip the paper's valid mask (1 = known) into a hole mask (1 = missing). Same shape and dtype."""
+def valid_to_hole(valid_mask: ArrayT) -> ArrayT:
+    """Flip the paper's valid mask (1 = known) into a hole mask (1 = missing): a tensor or a numpy array of the
+    same shape and dtype."""
     _check_binary(valid_mask, "valid_mask")
     return 1 - valid_mask
 
@@ -132,6 +136,8 @@ def pil_to_hole_mask(img: Image.Image, *, threshold: int = HOLE_THRESHOLD) -> np
 
 def hole_array_to_valid_tensor(hole: np.ndarray) -> Tensor:
     """(H, W) uint8 {0, 1} hole array -> (1, 1, H, W) float32 valid mask, 1 = known."""
+    import torch
+
     return hole_to_valid(torch.from_numpy(hole.astype(np.float32))[None, None])
 
 

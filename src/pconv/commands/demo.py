@@ -29,12 +29,10 @@ def demo_hole(width: int, height: int):  # -> PIL.Image.Image
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from PIL import Image
 
     from pconv.imageio import write_image
     from pconv.inference import Inpainter, default_weights_path
-    from pconv.model import PConvUNet
 
     if args.output.exists() and not args.overwrite:
         raise ValueError(f"{args.output} exists; pass --overwrite to replace it")
@@ -42,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     photo = Image.open(sample).convert("RGB")
     hole = demo_hole(*photo.size)
     if args.weights is None and not default_weights_path().is_file():
+        import torch
+
+        from pconv.model import PConvUNet
+
         torch.manual_seed(0)
         inpainter = Inpainter(model=PConvUNet(), device=args.device)
         print(
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         inpainter = Inpainter(args.weights, device=args.device)
-        print(f"pconv demo: model {args.weights or default_weights_path().name}")
+        print(f"pconv demo: model {args.weights or 'pconv_default (shipped)'} on the {inpainter.backend} backend")
     filled = inpainter.inpaint(photo, hole)
     holed = np.asarray(photo).copy()
     holed[np.asarray(hole) > 127] = 255

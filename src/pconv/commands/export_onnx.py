@@ -22,11 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pconv.export import check_onnx, export_onnx
-    from pconv.inference import Inpainter
+    from pconv.inference import Inpainter, default_weights_path
 
-    model = Inpainter(args.weights, device="cpu").model
+    if args.weights is not None and args.weights.suffix.lower() == ".onnx":
+        raise ValueError(f"--weights {args.weights} is already ONNX; pass the safetensors file it came from")
+    model = Inpainter(args.weights, backend="torch", device="cpu").model
     assert model is not None
-    export_onnx(model, args.output, opset=args.opset, overwrite=args.overwrite)
+    weights = args.weights if args.weights is not None else default_weights_path()
+    export_onnx(model, args.output, opset=args.opset, overwrite=args.overwrite, weights_file=weights)
     m = model.config.multiple
     diff = check_onnx(model, args.output)
     print(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pconv.commands._options import add_test_time_averages
+from pconv.commands._options import add_backend, add_test_time_averages, model_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,10 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (even the input image)")
-    parser.add_argument(
-        "--backend", choices=("torch", "onnx"), default=None, help="torch (default) or onnx (with --onnx)"
-    )
-    parser.add_argument("--onnx", type=Path, default=None, help="ONNX model from `pconv export-onnx`")
+    add_backend(parser)
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,6 @@ def _progress(jobs: list[Job]) -> Iterable[Job]:
 def _build_inpainter(args: argparse.Namespace) -> Inpainter:
     from pconv.inference import Inpainter
 
-    backend = args.backend or ("onnx" if args.onnx is not None else "torch")
     options = dict(
         max_side=args.max_side,
         threshold=args.threshold,
@@ -133,17 +129,7 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
         flip_average=args.flip_average,
         shift_average=args.shift_average,
     )
-    if backend == "onnx":
-        if args.onnx is None:
-            raise ValueError("--backend onnx needs --onnx PATH (make one with `pconv export-onnx`)")
-        if args.weights is not None:
-            raise ValueError("--weights is for the torch backend; the ONNX file holds its own weights")
-        from pconv.export import onnx_inpainter
-
-        return onnx_inpainter(args.onnx, **options)
-    if args.onnx is not None:
-        raise ValueError("--onnx needs --backend onnx")
-    return Inpainter(args.weights, device=args.device, **options)
+    return Inpainter(model_file(args), backend=args.backend, device=args.device, **options)
 
 
 def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace, masks: dict[Path, np.ndarray]) -> None:

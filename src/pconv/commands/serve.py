@@ -6,7 +6,7 @@ import argparse
 import socket
 from pathlib import Path
 
-from pconv.commands._options import add_test_time_averages
+from pconv.commands._options import add_backend, add_test_time_averages, model_file
 
 HELP = "Start the web editor and HTTP API (POST /api/v1/inpaint, docs at /docs) on http://127.0.0.1:8080."
 
@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", type=Path, default=None, help="safetensors weights (default: the model shipped with pconv)"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available, else cpu)")
+    add_backend(parser)
     add_test_time_averages(parser)
     parser.add_argument("--max-upload-mb", type=float, default=40.0, help="largest request (default: %(default)s MiB)")
     parser.add_argument("--max-concurrency", type=int, default=1, help="inferences at once (default: %(default)s)")
@@ -46,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be 0..65535, got {args.port}")
     inpainter = Inpainter(
-        args.weights, device=args.device, flip_average=args.flip_average, shift_average=args.shift_average
+        model_file(args),
+        backend=args.backend,
+        device=args.device,
+        flip_average=args.flip_average,
+        shift_average=args.shift_average,
     )
     app = create_app(
         inpainter,
