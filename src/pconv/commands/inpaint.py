@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pconv.commands._options import add_test_time_averages
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from pconv.distributed import Group, Ranks
+    from pconv.imageio import Picture
     from pconv.inference import Inpainter
+
+T = TypeVar("T")
+
+# --batch-size by device type: a GPU needs many images at once to be busy; on the CPU, batches beyond a few
+# images gain nothing (benchmarks/RESULTS.md) and only hold memory.
+DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
 
 HELP = "Fill the holes of an image (or a folder of images) given a mask (white = hole); any size, metadata kept."
 
@@ -64,6 +76,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("torch", "onnx"), default=None, help="torch (default) or onnx (with --onnx)"
     )
     parser.add_argument("--onnx", type=Path, default=None, help="ONNX model from `pconv export-onnx`")
+    add_scale_arguments(parser)
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options for folders: batching, file threads, CPU threads and restarts (docs/scale_out.md)."""
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="folders: skip pairs whose output is already a readable image of the right size (restart a batch)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"folders: same-size pairs run through the network together (default: {DEFAULT_BATCH['cpu']} on "
+        f"the CPU, {DEFAULT_BATCH['cuda']} on a GPU)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="folders: threads that read and write files while the network runs; 0: none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: all cores; under torchrun, the node's cores split between its processes)",
+    )
 
 
 @dataclass(frozen=True)
@@ -74,51 +115,348 @@ class Job:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pconv.imageio import IMAGE_SUFFIXES
+    from pconv.distributed import Group, Ranks
 
     logging.basicConfig(level=logging.WARNING, format="pconv inpaint: warning: %(message)s", force=True)
+    ranks = Ranks.from_env()
+    with Group(ranks, name="pconv-inpaint") as group:
+        agreed = _on_every_rank(group, lambda: _set_up(args, ranks))
+        if agreed is None:
+            return 2  # rank 0 has reported the error
+        jobs, failures, inpainter = agreed
+        if not args.image.is_dir():
+            return _run_single(inpainter, jobs[0], args)
+        return run_folder(inpainter, jobs, failures, args, group)
+
+
+def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple[list[Job], list[tuple[Path, str]], Inpainter]:
+    """Pair the files, check the options, pick this rank's device and threads, load the model."""
+    import torch
+
+    from pconv.distributed import rank_device, split_threads
+    from pconv.imageio import IMAGE_SUFFIXES
+
     if not args.image.exists():
         raise FileNotFoundError(f"image not found: {args.image}")
     if not args.mask.exists():
         raise FileNotFoundError(f"mask not found: {args.mask}")
+    _check_scale_options(args, ranks)
     if args.image.is_dir():
         jobs, failures = folder_jobs(args.image, args.mask, args.output, IMAGE_SUFFIXES)
         if not jobs and not failures:
             raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {args.image}")
     else:
         jobs, failures = [single_job(args.image, args.mask, args.output, IMAGE_SUFFIXES)], []
-    inpainter = _build_inpainter(args)
-    if not args.image.is_dir():
-        _process(inpainter, jobs[0], args, {})
-        print(f"pconv inpaint: wrote {jobs[0].output}")
+    args.device = rank_device(args.device, ranks)
+    split_threads(ranks, args.threads)
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH.get(torch.device(args.device).type, DEFAULT_BATCH["cpu"])
+    return jobs, failures, _build_inpainter(args)
+
+
+def _check_scale_options(args: argparse.Namespace, ranks: Ranks) -> None:
+    """One-line errors for options that cannot work together."""
+    for option, least in (("batch_size", 1), ("workers", 0), ("threads", 1)):
+        value = getattr(args, option)
+        if value is not None and value < least:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least {least}, got {value}")
+    if ranks.enabled and not args.image.is_dir():
+        raise ValueError(
+            f"torchrun shares a folder of images between processes, but --image {args.image} is one file; "
+            "run plain `pconv inpaint` for one image"
+        )
+    if args.skip_existing and args.image.is_dir() and args.output.resolve() == args.image.resolve():
+        raise ValueError(
+            "--skip-existing cannot tell finished outputs from the input images when --output is the --image "
+            "folder; write the outputs to another folder"
+        )
+
+
+def _on_every_rank(group: Group, step: Callable[[], T]) -> T | None:
+    """Run ``step`` on every rank; if it fails anywhere, rank 0 raises the error once and the others return None.
+
+    Most set-up errors (a missing folder, a bad option) are the same on every rank; an error on one rank only (its
+    GPU) must still be seen, and by rank 0, whose output the user reads.
+    """
+    try:
+        result, error = step(), None
+    except (ValueError, OSError, RuntimeError) as exc:
+        result, error = None, exc
+    reasons = group.all_gather(None if error is None else _one_line(error))
+    if all(reason is None for reason in reasons):
+        return result
+    if not group.ranks.is_main:
+        return None
+    if error is not None:
+        raise error
+    rank, reason = next((r, reason) for r, reason in enumerate(reasons) if reason is not None)
+    raise RuntimeError(f"rank {rank}: {reason}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _run_single(inpainter: Inpainter, job: Job, args: argparse.Namespace) -> int:
+    if args.skip_existing and _state(job, args) == "done":
+        print(f"pconv inpaint: skipped {job.output} (already done)")
         return 0
-    return _run_folder(inpainter, jobs, failures, args)
+    _process(inpainter, job, args, {})
+    print(f"pconv inpaint: wrote {job.output}")
+    return 0
 
 
-def _run_folder(
-    inpainter: Inpainter, jobs: list[Job], failures: list[tuple[Path, str]], args: argparse.Namespace
+def run_folder(
+    inpainter: Inpainter, jobs: list[Job], failures: list[tuple[Path, str]], args: argparse.Namespace, group: Group
 ) -> int:
+    """Fill this rank's share of ``jobs`` batch by batch, files read and written on ``--workers`` threads meanwhile.
+
+    ``jobs`` is cut into batches of ``--batch-size`` consecutive pairs, and rank r takes batches r, r + N, ...;
+    a batch is the same set of pairs whatever the number of processes, so the network sees the same inputs
+    together and writes the same bytes. Rank 0 shows one progress bar and the summary of all ranks.
+    Returns the exit status: 1 if any pair failed (on any rank), else 0.
+    """
+    from pconv.loader import FileWorkers
+
     _make_folder(args.output)
-    masks: dict[Path, np.ndarray] = {}
-    done = 0
-    for job in _progress(jobs):
+    batches = [list(range(k, min(k + args.batch_size, len(jobs)))) for k in range(0, len(jobs), args.batch_size)]
+    mine = group.ranks.share(batches)
+    if args.skip_existing:
+        _remove_stale_temporaries(args.output, {jobs[i].output.name for batch in mine for i in batch})
+    shared_mask = _SharedMask(args.mask, args.threshold)
+    bar = _progress_bar(len(jobs)) if group.ranks.is_main else None
+    tally = _Tally()
+
+    def finished(done: _Tally) -> None:
+        tally.add(done)
+        _advance(bar, group.add("pairs", done.count))
+
+    with FileWorkers(args.workers, on_written=finished) as files:
+        for pairs in files.prefetch(partial(_load_batch, jobs=jobs, args=args, shared_mask=shared_mask), mine):
+            _fill_batch(inpainter, pairs)
+            files.write(partial(_write_batch, pairs, args))
+        files.flush()
+    group.wait_all("ranks done", poll=lambda: _advance(bar, group.add("pairs", 0)))
+    if bar is not None:
+        bar.close()
+    return _report(group.all_gather(tally), failures, args, group.ranks)
+
+
+@dataclass
+class _Pair:
+    """One (image, mask) pair of a batch on its way through: read, filled, written."""
+
+    index: int  # position in the sorted list of all pairs
+    job: Job
+    write: bool = True  # False: its output is already done; it still runs, so its batch is the same as before
+    picture: Picture | None = None
+    hole: np.ndarray | None = None  # (H, W) uint8, 1 = hole, the picture's size
+    filled: np.ndarray | None = None  # (H, W, 3) uint8
+    error: str | None = None
+
+
+@dataclass
+class _Tally:
+    """What happened to some pairs; the failures carry the pair's index to be listed in order."""
+
+    written: int = 0
+    skipped: int = 0
+    failures: list[tuple[int, Path, str]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.written + self.skipped + len(self.failures)
+
+    def add(self, other: _Tally) -> None:
+        self.written += other.written
+        self.skipped += other.skipped
+        self.failures += other.failures
+
+
+class _SharedMask:
+    """``--mask FILE`` (one mask for every image) read once, by whichever file thread needs it first."""
+
+    def __init__(self, path: Path, threshold: int) -> None:
+        self.path, self.threshold = path, threshold
+        self._lock = threading.Lock()
+        self._hole: np.ndarray | None = None
+        self._error: str | None = None
+
+    def hole(self, mask: Path) -> np.ndarray:
+        """The hole mask of ``mask``: (H, W) uint8, 1 = hole; ValueError/OSError with a one-line reason."""
+        from pconv.imageio import read_hole_mask
+
+        if mask != self.path:
+            return read_hole_mask(mask, threshold=self.threshold)
+        with self._lock:
+            if self._hole is None and self._error is None:
+                try:
+                    self._hole = read_hole_mask(mask, threshold=self.threshold)
+                except (ValueError, OSError) as exc:
+                    self._error = _one_line(exc)
+        if self._error is not None:
+            raise ValueError(self._error)
+        return self._hole  # type: ignore[return-value]
+
+
+def _load_batch(
+    indices: list[int], *, jobs: list[Job], args: argparse.Namespace, shared_mask: _SharedMask
+) -> list[_Pair]:
+    """Check the outputs of one batch and, unless all are done or failed, read its images and masks."""
+    from pconv.imageio import read_image
+    from pconv.inference import resize_hole_mask
+
+    pairs = [_Pair(i, jobs[i]) for i in indices]
+    for pair in pairs:
         try:
-            _process(inpainter, job, args, masks)
-            done += 1
-        except (ValueError, OSError, RuntimeError) as exc:
-            failures.append((job.image, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
-    print(f"pconv inpaint: {done} written to {args.output}, {len(failures)} failed")
-    for image, reason in failures:
-        print(f"  failed {image}: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+            pair.write = _state(pair.job, args) == "todo"
+        except (ValueError, OSError) as exc:
+            pair.error = _one_line(exc)
+    if not any(pair.write and pair.error is None for pair in pairs):
+        return pairs  # nothing to write: do not even read the images
+    for pair in pairs:
+        if pair.error is None:
+            try:
+                pair.picture = read_image(pair.job.image)
+                pair.hole = resize_hole_mask(shared_mask.hole(pair.job.mask), pair.picture.size)
+            except (ValueError, OSError) as exc:
+                pair.picture, pair.error = None, _one_line(exc)
+    return pairs
 
 
-def _progress(jobs: list[Job]) -> Iterable[Job]:
+def _fill_batch(inpainter: Inpainter, pairs: list[_Pair]) -> None:
+    """Fill the pairs that were read, all in one call (the Inpainter batches same-size images)."""
+    ready = [pair for pair in pairs if pair.picture is not None and pair.error is None]
+    if not ready:
+        return
+    try:
+        filled = inpainter.inpaint([p.picture.rgb for p in ready], [p.hole for p in ready])  # type: ignore[union-attr]
+    except (ValueError, RuntimeError) as exc:
+        if len(ready) == 1:
+            ready[0].error = _one_line(exc)
+            return
+        for pair in ready:  # one at a time, to name the pair at fault
+            _fill_batch(inpainter, [pair])
+        return
+    for pair, out in zip(ready, filled):
+        pair.filled = out
+
+
+def _write_batch(pairs: list[_Pair], args: argparse.Namespace) -> _Tally:
+    """Write the filled pairs that are not done yet; count what happened to every pair of the batch."""
+    tally = _Tally()
+    for pair in pairs:
+        if pair.error is None and not pair.write:
+            tally.skipped += 1
+            continue
+        try:
+            if pair.error is not None:
+                raise ValueError(pair.error)
+            _write_pair(pair, args)
+            tally.written += 1
+        except (ValueError, OSError) as exc:
+            tally.failures.append((pair.index, pair.job.image, _one_line(exc)))
+        pair.picture = pair.filled = None  # free the pixels now; the batch may live a little longer
+    return tally
+
+
+def _write_pair(pair: _Pair, args: argparse.Namespace) -> None:
+    from pconv.imageio import write_image
+
+    picture = pair.picture
+    assert picture is not None and pair.filled is not None, "a pair without error was read and filled"
+    _make_folder(pair.job.output.parent)
+    write_image(
+        pair.job.output,
+        pair.filled,
+        alpha=picture.alpha,
+        grey=picture.grey,
+        exif=picture.exif,
+        icc_profile=picture.icc_profile,
+        quality=args.quality,
+        overwrite=args.overwrite,
+    )
+
+
+def _report(tallies: list[_Tally], failures: list[tuple[Path, str]], args: argparse.Namespace, ranks: Ranks) -> int:
+    """Rank 0 prints the totals of all ranks and each failure once; every rank returns the same exit status."""
+    total = _Tally()
+    for tally in tallies:
+        total.add(tally)
+    listed = failures + [(image, reason) for _, image, reason in sorted(total.failures, key=lambda f: f[0])]
+    if ranks.is_main:
+        skipped = f", {total.skipped} skipped (already done)" if args.skip_existing else ""
+        processes = f" by {ranks.world_size} processes" if ranks.enabled else ""
+        print(f"pconv inpaint: {total.written} written to {args.output}{processes}{skipped}, {len(listed)} failed")
+        for image, reason in listed:
+            print(f"  failed {image}: {reason}", file=sys.stderr)
+    return 1 if listed else 0
+
+
+def _progress_bar(total: int) -> Any:
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is in the [train]/[eval] extras, not the core install
-        return jobs
-    return tqdm(jobs, unit="image", desc="pconv inpaint", file=sys.stderr, disable=len(jobs) < 2)
+        return None
+    return tqdm(total=total, unit="image", desc="pconv inpaint", file=sys.stderr, disable=total < 2)
+
+
+def _advance(bar: Any, done: int) -> None:
+    """Move rank 0's bar to ``done`` pairs finished by all ranks together."""
+    if bar is not None and done > bar.n:
+        bar.update(done - bar.n)
+
+
+def _state(job: Job, args: argparse.Namespace) -> str:
+    """``"done"`` (--skip-existing and its output is finished) or ``"todo"``; ValueError/OSError if it cannot be
+    written (a bad extension, the output is the mask, or it exists without --overwrite)."""
+    from pconv.imageio import output_format
+
+    output_format(job.output)  # fail on a bad extension before any work
+    if args.skip_existing and _finished(job):
+        return "done"
+    _check_output(job, args.overwrite)
+    return "todo"
+
+
+def _finished(job: Job) -> bool:
+    """The output is a readable image of the input's upright size (and neither the input nor the mask).
+
+    Writes are atomic (``pconv.imageio.atomic_write``), so an output of ours that exists is complete.
+    """
+    from pconv.imageio import read_image
+
+    if not job.output.is_file() or any(p.exists() and job.output.samefile(p) for p in (job.image, job.mask)):
+        return False
+    try:
+        return read_image(job.output).size == _upright_size(job.image)
+    except (ValueError, OSError):
+        return False
+
+
+def _upright_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image as shown (EXIF orientation applied), from its header; None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the sides
+    except Exception:  # noqa: BLE001 - Pillow reports damaged headers as many kinds of errors; reading says which
+        return None
+    return (height, width) if turned else (width, height)
+
+
+# The temporary name of ``pconv.imageio.atomic_write``: ".NAME.<8 hex digits>.tmp" beside NAME.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+
+
+def _remove_stale_temporaries(folder: Path, names: set[str]) -> None:
+    """Remove what a killed run left of its unfinished writes of ``names`` in ``folder`` (restarts only)."""
+    for entry in os.scandir(folder):
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and match["name"] in names and entry.is_file(follow_symlinks=False):
+            Path(entry.path).unlink(missing_ok=True)
 
 
 def _build_inpainter(args: argparse.Namespace) -> Inpainter:
@@ -132,6 +470,7 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
         mask_polarity=args.mask_polarity,
         flip_average=args.flip_average,
         shift_average=args.shift_average,
+        batch_size=args.batch_size,
     )
     if backend == "onnx":
         if args.onnx is None:
