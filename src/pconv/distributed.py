@@ -10,7 +10,8 @@ share of the node's cores (``split_threads``). Inference exchanges no tensors, s
 gloo process group (``Group``): counters in the rendezvous store for rank 0's progress bar, and one
 ``all_gather_object`` of each rank's small result at the end. gloo runs wherever torchrun does, GPUs or not.
 
-No state lives in this module; nothing here runs at import.
+No state lives in this module; nothing here runs at import, and torch is imported only when needed (the CLI's
+``--help`` stays instant).
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-import torch
-
-__all__ = ["Group", "Ranks", "rank_device", "split_threads"]
+__all__ = ["Group", "Ranks", "SharedCount", "on_every_rank", "rank_device", "split_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +98,8 @@ def rank_device(requested: str | None, ranks: Ranks) -> str:
     Raises:
         ValueError: more processes on this node than GPUs, said the same way by every rank.
     """
+    import torch
+
     if not ranks.enabled or requested not in (None, "cuda"):
         return requested or ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
@@ -120,6 +121,8 @@ def split_threads(ranks: Ranks, threads: int | None = None) -> int:
     ``threads`` is used as given; ``None`` keeps torch's default for a single process and, under torchrun, gives
     each of the node's processes an equal share of the cores this process may run on (at least one).
     """
+    import torch
+
     if threads is None:
         if not ranks.enabled:
             return torch.get_num_threads()
@@ -189,3 +192,56 @@ class Group:
         out: list[Any] = [None] * self.ranks.world_size
         dist.all_gather_object(out, obj)
         return out
+
+
+class SharedCount:
+    """A count of finished items that every rank adds to and rank 0 shows on its progress bar.
+
+    Args:
+        group: the ranks.
+        key: the counter's name in the group's store.
+        bar: rank 0's bar (anything with ``n`` and ``update(k)``, e.g. tqdm), or None on the other ranks.
+    """
+
+    def __init__(self, group: Group, key: str, bar: Any = None) -> None:
+        self.group, self.key, self.bar = group, key, bar
+
+    def update(self, amount: int) -> None:
+        """Count ``amount`` more items done here; move the bar to the total of all ranks."""
+        total = self.group.add(self.key, amount)
+        if self.bar is not None and total > self.bar.n:
+            self.bar.update(total - self.bar.n)
+
+    def wait_all(self) -> None:
+        """Wait until every rank has finished its share, moving the bar meanwhile."""
+        self.group.wait_all(self.key + "/ranks done", poll=lambda: self.update(0))
+
+
+def on_every_rank(group: Group, step: Callable[[], T]) -> T | None:
+    """Run ``step`` on every rank; if it fails on any, rank 0 raises that error once and the others return None.
+
+    Set-up errors (a missing folder, a bad option) are mostly the same on every rank and should be printed once;
+    an error on one rank only (its GPU) must still be seen, and by rank 0, whose output the user reads.
+    A single process simply runs ``step`` (its error propagates).
+
+    Raises:
+        ValueError, OSError, RuntimeError: on rank 0, its own error, or ``RuntimeError("rank R: reason")``.
+    """
+    try:
+        result, error = step(), None
+    except (ValueError, OSError, RuntimeError) as exc:
+        result, error = None, exc
+    reasons = group.all_gather(None if error is None else one_line(error))
+    if all(reason is None for reason in reasons):
+        return result
+    if not group.ranks.is_main:
+        return None
+    if error is not None:
+        raise error
+    rank, reason = next((r, reason) for r, reason in enumerate(reasons) if reason is not None)
+    raise RuntimeError(f"rank {rank}: {reason}")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type's name if it has none)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

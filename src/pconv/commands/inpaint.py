@@ -14,13 +14,13 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pconv.commands._options import add_test_time_averages
+from pconv.distributed import one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from pconv.imageio import Picture
     from pconv.inference import Inpainter
 
-T = TypeVar("T")
 
 # --batch-size by device type: a GPU needs many images at once to be busy; on the CPU, batches beyond a few
 # images gain nothing (benchmarks/RESULTS.md) and only hold memory.
@@ -115,12 +114,12 @@ class Job:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pconv.distributed import Group, Ranks
+    from pconv.distributed import Group, Ranks, on_every_rank
 
     logging.basicConfig(level=logging.WARNING, format="pconv inpaint: warning: %(message)s", force=True)
     ranks = Ranks.from_env()
     with Group(ranks, name="pconv-inpaint") as group:
-        agreed = _on_every_rank(group, lambda: _set_up(args, ranks))
+        agreed = on_every_rank(group, lambda: _set_up(args, ranks))
         if agreed is None:
             return 2  # rank 0 has reported the error
         jobs, failures, inpainter = agreed
@@ -172,31 +171,6 @@ def _check_scale_options(args: argparse.Namespace, ranks: Ranks) -> None:
         )
 
 
-def _on_every_rank(group: Group, step: Callable[[], T]) -> T | None:
-    """Run ``step`` on every rank; if it fails anywhere, rank 0 raises the error once and the others return None.
-
-    Most set-up errors (a missing folder, a bad option) are the same on every rank; an error on one rank only (its
-    GPU) must still be seen, and by rank 0, whose output the user reads.
-    """
-    try:
-        result, error = step(), None
-    except (ValueError, OSError, RuntimeError) as exc:
-        result, error = None, exc
-    reasons = group.all_gather(None if error is None else _one_line(error))
-    if all(reason is None for reason in reasons):
-        return result
-    if not group.ranks.is_main:
-        return None
-    if error is not None:
-        raise error
-    rank, reason = next((r, reason) for r, reason in enumerate(reasons) if reason is not None)
-    raise RuntimeError(f"rank {rank}: {reason}")
-
-
-def _one_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _run_single(inpainter: Inpainter, job: Job, args: argparse.Namespace) -> int:
     if args.skip_existing and _state(job, args) == "done":
         print(f"pconv inpaint: skipped {job.output} (already done)")
@@ -216,6 +190,7 @@ def run_folder(
     together and writes the same bytes. Rank 0 shows one progress bar and the summary of all ranks.
     Returns the exit status: 1 if any pair failed (on any rank), else 0.
     """
+    from pconv.distributed import SharedCount
     from pconv.loader import FileWorkers
 
     _make_folder(args.output)
@@ -225,18 +200,19 @@ def run_folder(
         _remove_stale_temporaries(args.output, {jobs[i].output.name for batch in mine for i in batch})
     shared_mask = _SharedMask(args.mask, args.threshold)
     bar = _progress_bar(len(jobs)) if group.ranks.is_main else None
+    progress = SharedCount(group, "pairs", bar)
     tally = _Tally()
 
     def finished(done: _Tally) -> None:
         tally.add(done)
-        _advance(bar, group.add("pairs", done.count))
+        progress.update(done.count)
 
     with FileWorkers(args.workers, on_written=finished) as files:
         for pairs in files.prefetch(partial(_load_batch, jobs=jobs, args=args, shared_mask=shared_mask), mine):
             _fill_batch(inpainter, pairs)
             files.write(partial(_write_batch, pairs, args))
         files.flush()
-    group.wait_all("ranks done", poll=lambda: _advance(bar, group.add("pairs", 0)))
+    progress.wait_all()
     if bar is not None:
         bar.close()
     return _report(group.all_gather(tally), failures, args, group.ranks)
@@ -293,7 +269,7 @@ class _SharedMask:
                 try:
                     self._hole = read_hole_mask(mask, threshold=self.threshold)
                 except (ValueError, OSError) as exc:
-                    self._error = _one_line(exc)
+                    self._error = one_line(exc)
         if self._error is not None:
             raise ValueError(self._error)
         return self._hole  # type: ignore[return-value]
@@ -311,7 +287,7 @@ def _load_batch(
         try:
             pair.write = _state(pair.job, args) == "todo"
         except (ValueError, OSError) as exc:
-            pair.error = _one_line(exc)
+            pair.error = one_line(exc)
     if not any(pair.write and pair.error is None for pair in pairs):
         return pairs  # nothing to write: do not even read the images
     for pair in pairs:
@@ -320,7 +296,7 @@ def _load_batch(
                 pair.picture = read_image(pair.job.image)
                 pair.hole = resize_hole_mask(shared_mask.hole(pair.job.mask), pair.picture.size)
             except (ValueError, OSError) as exc:
-                pair.picture, pair.error = None, _one_line(exc)
+                pair.picture, pair.error = None, one_line(exc)
     return pairs
 
 
@@ -333,7 +309,7 @@ def _fill_batch(inpainter: Inpainter, pairs: list[_Pair]) -> None:
         filled = inpainter.inpaint([p.picture.rgb for p in ready], [p.hole for p in ready])  # type: ignore[union-attr]
     except (ValueError, RuntimeError) as exc:
         if len(ready) == 1:
-            ready[0].error = _one_line(exc)
+            ready[0].error = one_line(exc)
             return
         for pair in ready:  # one at a time, to name the pair at fault
             _fill_batch(inpainter, [pair])
@@ -355,7 +331,7 @@ def _write_batch(pairs: list[_Pair], args: argparse.Namespace) -> _Tally:
             _write_pair(pair, args)
             tally.written += 1
         except (ValueError, OSError) as exc:
-            tally.failures.append((pair.index, pair.job.image, _one_line(exc)))
+            tally.failures.append((pair.index, pair.job.image, one_line(exc)))
         pair.picture = pair.filled = None  # free the pixels now; the batch may live a little longer
     return tally
 
@@ -399,12 +375,6 @@ def _progress_bar(total: int) -> Any:
     except ImportError:  # tqdm is in the [train]/[eval] extras, not the core install
         return None
     return tqdm(total=total, unit="image", desc="pconv inpaint", file=sys.stderr, disable=total < 2)
-
-
-def _advance(bar: Any, done: int) -> None:
-    """Move rank 0's bar to ``done`` pairs finished by all ranks together."""
-    if bar is not None and done > bar.n:
-        bar.update(done - bar.n)
 
 
 def _state(job: Job, args: argparse.Namespace) -> str:
