@@ -80,6 +80,15 @@ def test_ranks_from_torchrun_environment_and_fixed_shares() -> None:
         Ranks.from_env({"RANK": "2", "WORLD_SIZE": "2"})
 
 
+def test_rank_device_picks_the_local_gpu_and_refuses_more_ranks_than_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert rank_device(None, Ranks(3, 4, 1, 2)) == "cuda:1" and rank_device("cuda", Ranks(2, 4, 0, 2)) == "cuda:0"
+    assert rank_device("cuda:0", Ranks(1, 4, 1, 4)) == "cuda:0"  # several ranks on one GPU, when asked
+    with pytest.raises(ValueError, match="4 processes on this node but only 2 GPU"):
+        rank_device(None, Ranks(0, 4, 0, 4))
+
+
 def test_rank_device_and_thread_split() -> None:
     single, two = Ranks(), Ranks(1, 2, 1, 2)
     assert rank_device("cpu", two) == "cpu" and rank_device("cuda:0", two) == "cuda:0"
@@ -309,3 +318,14 @@ def test_evaluate_with_two_ranks_gives_the_same_table(shared_data: Path, tmp_pat
     assert len(scores("one")) == 2 * 12 * 2 and scores("two") == scores("one")
     assert (tmp_path / "two" / "samples.png").read_bytes() == (tmp_path / "one" / "samples.png").read_bytes()
     assert "processes: 2" in (tmp_path / "two" / "results.md").read_text()
+
+
+@pytest.mark.gpu
+def test_two_ranks_on_gpus_write_one_process_bytes(tmp_path: Path, weights: Path) -> None:
+    images, masks = _folder(tmp_path, 9)
+    common = ["--image", images, "--mask", masks, "--weights", weights, "--batch-size", "4"]
+    assert inpaint(*common, "--output", tmp_path / "one", "--device", "cuda") == 0
+    shared = [] if torch.cuda.device_count() >= 2 else ["--device", "cuda:0"]  # one GPU: both ranks on it
+    rc, out, err = finish(torchrun("inpaint", *common, "--output", tmp_path / "two", *shared))
+    assert rc == 0, err[-2000:]
+    assert "9 written" in out and files_of(tmp_path / "two") == files_of(tmp_path / "one")
