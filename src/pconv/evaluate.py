@@ -23,6 +23,9 @@ Scoring. Every method's output is composited (its prediction in the hole, the tr
 I_comp), checked (a missing or wrongly shaped output is an error, never skipped) and scored with
 ``pconv.scores`` on uint8: all methods are quantised alike. Times are wall seconds per image of the method's
 fill call (for the batched network: the batch time divided by the batch size).
+
+Several processes (``torchrun``, ``run_evaluation(..., group=...)``): each rank scores a fixed share of the photos
+and all results are gathered, so the tables are those of one process (docs/scale_out.md).
 """
 
 from __future__ import annotations

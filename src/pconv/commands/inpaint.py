@@ -4,6 +4,15 @@ Pairing when ``--image`` is a folder: each image ``NAME.ext`` takes the mask ``N
 folder, or LaMa-style ``NAME_mask*.png`` files (several give several outputs ``NAME_mask001.ext``...); a mask
 *file* serves every image. Outputs go to ``--output`` (a folder) under the image's name and format. A pair that
 fails is reported and skipped; the others are still written; the exit status is 1 if any failed.
+
+Folders run in batches of ``--batch-size`` consecutive pairs (same-size images go through the network together),
+with ``--workers`` threads reading the next batch and writing the last one while the network runs. Under
+``torchrun`` the batches are shared between the processes (rank r takes batches r, r + N, ...; each rank on its
+own GPU or share of the CPU cores), rank 0 shows one progress bar and prints one summary, and the files are
+byte-identical to one process's with the same ``--batch-size``. ``--skip-existing`` restarts a killed batch:
+pairs whose output is already a readable image of the right size are skipped (a batch with some done pairs
+still runs whole and writes only the missing ones, so every output is what an uninterrupted run writes).
+See docs/scale_out.md.
 """
 
 from __future__ import annotations
@@ -175,7 +184,7 @@ def _run_single(inpainter: Inpainter, job: Job, args: argparse.Namespace) -> int
     if args.skip_existing and _state(job, args) == "done":
         print(f"pconv inpaint: skipped {job.output} (already done)")
         return 0
-    _process(inpainter, job, args, {})
+    _process(inpainter, job, args)
     print(f"pconv inpaint: wrote {job.output}")
     return 0
 
@@ -328,30 +337,13 @@ def _write_batch(pairs: list[_Pair], args: argparse.Namespace) -> _Tally:
         try:
             if pair.error is not None:
                 raise ValueError(pair.error)
-            _write_pair(pair, args)
+            assert pair.picture is not None and pair.filled is not None, "a pair without error was read and filled"
+            _write_output(pair.job, pair.filled, pair.picture, args)
             tally.written += 1
         except (ValueError, OSError) as exc:
             tally.failures.append((pair.index, pair.job.image, one_line(exc)))
         pair.picture = pair.filled = None  # free the pixels now; the batch may live a little longer
     return tally
-
-
-def _write_pair(pair: _Pair, args: argparse.Namespace) -> None:
-    from pconv.imageio import write_image
-
-    picture = pair.picture
-    assert picture is not None and pair.filled is not None, "a pair without error was read and filled"
-    _make_folder(pair.job.output.parent)
-    write_image(
-        pair.job.output,
-        pair.filled,
-        alpha=picture.alpha,
-        grey=picture.grey,
-        exif=picture.exif,
-        icc_profile=picture.icc_profile,
-        quality=args.quality,
-        overwrite=args.overwrite,
-    )
 
 
 def _report(tallies: list[_Tally], failures: list[tuple[Path, str]], args: argparse.Namespace, ranks: Ranks) -> int:
@@ -455,18 +447,22 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
     return Inpainter(args.weights, device=args.device, **options)
 
 
-def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace, masks: dict[Path, np.ndarray]) -> None:
+def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace) -> None:
     """Read, fill and write one pair; raise ValueError/OSError with a one-line reason."""
-    from pconv.imageio import output_format, read_hole_mask, read_image, write_image
+    from pconv.imageio import output_format, read_hole_mask, read_image
     from pconv.inference import resize_hole_mask
 
     output_format(job.output)  # fail on a bad extension before any work
     _check_output(job, args.overwrite)
     picture = read_image(job.image)
-    if job.mask not in masks:
-        masks[job.mask] = read_hole_mask(job.mask, threshold=args.threshold)
-    hole = resize_hole_mask(masks[job.mask], picture.size)
-    filled = inpainter.inpaint(picture.rgb, hole)
+    hole = resize_hole_mask(read_hole_mask(job.mask, threshold=args.threshold), picture.size)
+    _write_output(job, inpainter.inpaint(picture.rgb, hole), picture, args)
+
+
+def _write_output(job: Job, filled: np.ndarray, picture: Picture, args: argparse.Namespace) -> None:
+    """Write ``filled`` (H, W, 3) uint8 to the job's output with the input's alpha, greyness and metadata."""
+    from pconv.imageio import write_image
+
     _make_folder(job.output.parent)
     write_image(
         job.output,
