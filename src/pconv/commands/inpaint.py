@@ -139,8 +139,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple[list[Job], list[tuple[Path, str]], Inpainter]:
     """Pair the files, check the options, pick this rank's device and threads, load the model."""
-    import torch
-
     from pconv.distributed import rank_device, split_threads
     from pconv.imageio import IMAGE_SUFFIXES
 
@@ -158,7 +156,7 @@ def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple[list[Job], list[tup
     args.device = rank_device(args.device, ranks)
     split_threads(ranks, args.threads)
     if args.batch_size is None:
-        args.batch_size = DEFAULT_BATCH.get(torch.device(args.device).type, DEFAULT_BATCH["cpu"])
+        args.batch_size = DEFAULT_BATCH.get(args.device.split(":")[0], DEFAULT_BATCH["cpu"])  # Inpainter checks it
     return jobs, failures, _build_inpainter(args)
 
 
