@@ -157,7 +157,10 @@ def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple[list[Job], list[tup
     split_threads(ranks, args.threads)
     if args.batch_size is None:
         args.batch_size = DEFAULT_BATCH.get(args.device.split(":")[0], DEFAULT_BATCH["cpu"])  # Inpainter checks it
-    return jobs, failures, _build_inpainter(args)
+    inpainter = _build_inpainter(args)
+    if args.image.is_dir():
+        _make_folder(args.output)  # last: an error before leaves no empty folder behind
+    return jobs, failures, inpainter
 
 
 def _check_scale_options(args: argparse.Namespace, ranks: Ranks) -> None:
@@ -200,7 +203,6 @@ def run_folder(
     from pconv.distributed import SharedCount
     from pconv.loader import FileWorkers
 
-    _make_folder(args.output)
     batches = [list(range(k, min(k + args.batch_size, len(jobs)))) for k in range(0, len(jobs), args.batch_size)]
     mine = group.ranks.share(batches)
     if args.skip_existing:
