@@ -35,7 +35,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-BEGIN, END = "<!-- scale-out:begin -->", "<!-- scale-out:end -->"
 
 # name -> (processes, threads per process, extra pconv inpaint options)
 CONFIGS: dict[str, tuple[int, int, list[str]]] = {
@@ -127,10 +126,14 @@ def file_work_ms(images: Path, masks: Path, work: Path) -> float:
     return 1000 * statistics.median(times)
 
 
-def markdown(results: dict[str, list[dict[str, float]]], settings: dict[str, object]) -> str:
+def markers(model: str, passes: int) -> tuple[str, str]:
+    """The comments around this benchmark's section in RESULTS.md, one section per model and passes."""
+    return f"<!-- scale-out {model} {passes}:begin -->", f"<!-- scale-out {model} {passes}:end -->"
+
+
+def markdown(results: dict[str, list[dict[str, float]]], settings: dict[str, object], title: str) -> str:
     lines = [
-        BEGIN,
-        "## Scale-out: `pconv inpaint` on a folder of 512x512 photos, images/s (CPU)",
+        f"## Scale-out: `pconv inpaint` on a folder of 512x512 photos, images/s (CPU), {title}",
         "",
         *[f"- {key}: {value}" for key, value in settings.items()],
         "",
@@ -144,14 +147,15 @@ def markdown(results: dict[str, list[dict[str, float]]], settings: dict[str, obj
         lines.append(
             f"| {name} | {med['images_per_s']:.2f} | {med['steady_images_per_s']:.2f} | {med['wall_s']:.1f} | {loads} |"
         )
-    return "\n".join([*lines, "", END]) + "\n"
+    return "\n".join([*lines, ""]) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the scale-out section of ``path`` (between its markers), or append it."""
+def write_section(path: Path, text: str, begin: str, end: str) -> None:
+    """Replace the section of ``path`` between ``begin`` and ``end``, or append it with them."""
     old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) + 1 :]
+    text = f"{begin}\n{text}{end}\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + text + old[old.index(end) + len(end) + 1 :]
     else:
         new = old.rstrip("\n") + "\n\n" + text
     path.write_text(new)
@@ -211,11 +215,12 @@ def main() -> None:
         if identical
         else "**differ between runs of the same batch size**",
     }
-    text = markdown(results, settings)
+    text = markdown(results, settings, f"{args.model}, {args.passes} pass(es)")
     print(text)
-    (args.work / "scale_out.json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
+    record = json.dumps({"settings": settings, "results": results}, indent=2)
+    (args.work / f"scale_out_{args.model}_{args.passes}.json").write_text(record)
     if args.out is not None:
-        write_section(args.out, text)
+        write_section(args.out, text, *markers(args.model, args.passes))
     if not identical:
         raise SystemExit("outputs differ between runs of the same batch size")
 
