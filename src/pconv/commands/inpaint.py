@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 # --batch-size by device type: a GPU needs many images at once to be busy; on the CPU a few images at once
-# already beat one at a time (benchmarks/RESULTS.md, scale-out) and more only hold more memory.
+# already beat one at a time (benchmarks/RESULTS.md, scale-out); larger batches hold more memory.
 DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
 
 HELP = "Fill the holes of an image (or a folder of images) given a mask (white = hole); any size, metadata kept."
