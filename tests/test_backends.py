@@ -113,3 +113,14 @@ def test_a_built_model_runs_on_torch_only() -> None:
     assert Inpainter(model=net, device="cpu").backend == "torch"
     with pytest.raises(ValueError, match="torch backend"):
         Inpainter(model=net, backend="onnx")
+
+
+def test_threads_reach_both_backends() -> None:
+    before = torch.get_num_threads()
+    try:
+        onnx_net = Inpainter(backend="onnx", threads=1).network
+        assert onnx_net.session.get_session_options().intra_op_num_threads == 1
+        Inpainter(model=PConvUNet(ModelConfig(depth=2, width=0.125)), threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -143,12 +143,26 @@ class TorchNetwork:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA if available, else CPU.
         fast: run a copy with BatchNorm folded and channels-last layout (``pconv.model.fuse_for_inference``): the
             same output to float rounding, faster (benchmarks/RESULTS.md).
+        threads: CPU threads; torch's setting is per process, so this calls ``torch.set_num_threads`` (``None``:
+            leave it as it is).
     """
 
     name = "torch"
 
-    def __init__(self, model: PConvUNet, *, device: str | torch.device | None = None, fast: bool = True) -> None:
+    def __init__(
+        self,
+        model: PConvUNet,
+        *,
+        device: str | torch.device | None = None,
+        fast: bool = True,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
         from pconv.model import fuse_for_inference
+
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -170,11 +184,19 @@ class OnnxNetwork:
         path: the ONNX file.
         device: ``None`` or ``"cpu"`` runs on the CPU; ``"cuda"`` / ``"cuda:N"`` needs onnxruntime-gpu.
         providers: onnxruntime execution providers, instead of ``device``'s.
+        threads: CPU threads of this session (``None``: onnxruntime's default, one per core).
     """
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, *, device: str | None = None, providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -185,6 +207,8 @@ class OnnxNetwork:
         # Idle threads sleep instead of spinning: on a CPU shared with other work (2 busy cores here) spinning
         # threads take turns from the ones computing; four passes of the shipped model at 512² ran about 25 % faster.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads is not None:
+            options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=options, providers=providers or _providers(device, ort)

@@ -23,6 +23,9 @@ Scoring. Every method's output is composited (its prediction in the hole, the tr
 I_comp), checked (a missing or wrongly shaped output is an error, never skipped) and scored with
 ``pconv.scores`` on uint8: all methods are quantised alike. Times are wall seconds per image of the method's
 fill call (for the batched network: the batch time divided by the batch size).
+
+Several processes (``torchrun``, ``run_evaluation(..., group=...)``): each rank scores a fixed share of the photos
+and all results are gathered, so the tables are those of one process (docs/scale_out.md).
 """
 
 from __future__ import annotations
@@ -34,11 +37,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pconv import scores
+
+if TYPE_CHECKING:
+    from pconv.distributed import Group, SharedCount
 
 __all__ = [
     "CASE_SIZE",
@@ -374,25 +380,41 @@ def _group_by_photo(cases: Sequence[Case]) -> list[list[Case]]:
 
 
 def run_evaluation(
-    cases: Sequence[Case], methods: Sequence[Method], source: MaskSource, *, workers: int = 1, progress: bool = True
+    cases: Sequence[Case],
+    methods: Sequence[Method],
+    source: MaskSource,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    group: Group | None = None,
 ) -> list[CaseResult]:
     """Run all methods on all cases; baselines in ``workers`` processes, the network in this one.
+
+    Under ``torchrun`` (``group`` of several ranks, ``pconv.distributed``) each rank scores a fixed share of the
+    photos (photo groups ``rank``, ``rank + world_size``, ...), rank 0 shows the progress of all, and every rank
+    returns all results: each case is computed exactly as by one process, so the scores are the same.
 
     Returns:
         One ``CaseResult`` per (case, method), ordered by method (as given), then case index.
     """
-    groups = _group_by_photo(cases)
+    from pconv.distributed import Group, Ranks, SharedCount
+
+    group = group if group is not None else Group(Ranks())
+    mine = group.ranks.share(_group_by_photo(cases))
     samples = frozenset(sample_case_indices(cases))
     pooled = [m for m in methods if workers > 1 and isinstance(m, BaselineMethod)]
     inline = [m for m in methods if not (workers > 1 and isinstance(m, BaselineMethod))]
     results: list[CaseResult] = []
-    with _progress(len(cases) * len(methods), progress) as bar:
+    with _progress(len(cases) * len(methods), progress and group.ranks.is_main) as bar:
+        done = SharedCount(group, "evaluate/cases", bar)
         if pooled:
-            results += _run_pooled(groups, pooled, source, samples, workers, bar)
-        for group in groups:
+            results += _run_pooled(mine, pooled, source, samples, workers, done)
+        for photo_cases in mine:
             if inline:
-                results += evaluate_photo(group, inline, source, samples)
-                bar.update(len(group) * len(inline))
+                results += evaluate_photo(photo_cases, inline, source, samples)
+                done.update(len(photo_cases) * len(inline))
+        done.wait_all()
+    results = [result for part in group.all_gather(results) for result in part]
     order = {m.name: i for i, m in enumerate(methods)}
     return sorted(results, key=lambda r: (order[r.method], r.case.index))
 
@@ -403,7 +425,7 @@ def _run_pooled(
     source: MaskSource,
     samples: frozenset[int],
     workers: int,
-    bar: object,
+    done: SharedCount,
 ) -> list[CaseResult]:
     import multiprocessing
 
@@ -414,7 +436,7 @@ def _run_pooled(
     with ctx.Pool(workers) as pool:
         for part in pool.imap(_evaluate_photo_job, jobs):
             results += part
-            bar.update(len(part))  # type: ignore[attr-defined]
+            done.update(len(part))
     return results
 
 

@@ -353,6 +353,8 @@ class Inpainter:
         fast: on the PyTorch backend, run a copy of the network with BatchNorm folded into the convolutions and
             channels-last layout (``pconv.model.fuse_for_inference``): the same output to float rounding, faster
             (benchmarks/RESULTS.md). ``self.model`` stays the unfused network. (An exported ONNX graph is fused.)
+        threads: CPU threads for the network (ONNX Runtime: this session's; PyTorch: ``torch.set_num_threads``,
+            which is per process); ``None`` keeps the backend's default.
 
     Attributes:
         network: the backend, a ``pconv.backends.TorchNetwork`` or ``OnnxNetwork`` (or the ``predictor``).
@@ -376,6 +378,7 @@ class Inpainter:
         flip_average: bool = True,
         shift_average: bool = True,
         fast: bool = True,
+        threads: int | None = None,
     ) -> None:
         if sum(x is not None for x in (weights, model, predictor)) > 1:
             raise ValueError("pass at most one of weights, model and predictor")
@@ -396,9 +399,9 @@ class Inpainter:
                 raise ValueError(
                     "a PConvUNet runs on the torch backend; export it for ONNX Runtime first (pconv.export)"
                 )
-            self.network = TorchNetwork(model, device=device, fast=fast)
+            self.network = TorchNetwork(model, device=device, fast=fast, threads=threads)
         else:
-            self.network = _load_network(weights, backend=backend, device=device, fast=fast)
+            self.network = _load_network(weights, backend=backend, device=device, fast=fast, threads=threads)
         self.backend: str = getattr(self.network, "name", "custom")
         self._predict = averaged_predictor(self.network, flip=flip_average, shift=shift_average)
 
@@ -587,7 +590,9 @@ def _moved_down_right(x: ArrayT) -> ArrayT:
     return F.pad(x[..., :-1, :-1], (1, 0, 1, 0), mode="replicate")  # type: ignore[index]
 
 
-def _load_network(weights: str | Path | None, *, backend: str, device: Any, fast: bool) -> Network:
+def _load_network(
+    weights: str | Path | None, *, backend: str, device: Any, fast: bool, threads: int | None = None
+) -> Network:
     """The backend for a weights file (or the shipped model's form for the chosen backend, ``weights=None``)."""
     path = None if weights is None else Path(weights)
     chosen = choose_backend(backend, weights=path, device=None if device is None else str(device))
@@ -605,10 +610,10 @@ def _load_network(weights: str | Path | None, *, backend: str, device: Any, fast
                 f"{path} is a safetensors weights file, which the onnx backend cannot run; use the torch backend, "
                 f"or export it first: pconv export-onnx --weights {path} --output MODEL.onnx"
             )
-        return OnnxNetwork(path, device=None if device is None else str(device))
+        return OnnxNetwork(path, device=None if device is None else str(device), threads=threads)
     if is_onnx:
         raise ValueError(f"{path} is an ONNX file, which runs on the onnx backend, not torch")
-    return TorchNetwork(_load_model(path), device=device, fast=fast)
+    return TorchNetwork(_load_model(path), device=device, fast=fast, threads=threads)
 
 
 def _load_model(weights: Path) -> PConvUNet:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pconv.commands._options import add_test_time_averages
+
+if TYPE_CHECKING:
+    from pconv.distributed import Group, Ranks
 
 HELP = (
     "Evaluate the network and/or baselines (telea, ns, patchmatch, mean) on photos x hole masks: l1, PSNR, SSIM "
@@ -160,9 +164,17 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pconv.distributed import Group, Ranks
+
+    ranks = Ranks.from_env()
+    with Group(ranks, name="pconv-evaluate") as group:
+        return _run(args, group)
+
+
+def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple:
+    """Check the options, build the cases and this rank's methods (on its device), read reused scores."""
     from pconv import evaluate as ev
-    from pconv import report
-    from pconv.baselines import CV_RADIUS, PATCHMATCH_RADIUS
+    from pconv.distributed import rank_device, split_threads
 
     _check_numbers(args)
     split = _resolve_split(args)
@@ -175,13 +187,34 @@ def run(args: argparse.Namespace) -> int:
         else ev.NvidiaCellMasks(Path(args.masks), args.seed)
     )
     cases = ev.build_cases(photos, source, limit=args.limit)
+    split_threads(ranks)
+    if "pconv" in args.method:
+        args.device = rank_device(args.device, ranks)
     methods, notes = _build_methods(args)
     reused = []
     for earlier in args.reuse or []:
         reused += ev.load_case_results(earlier, cases, skip=[m.name for m in methods])
+    return split, source, cases, methods, notes, reused
+
+
+def _run(args: argparse.Namespace, group: Group) -> int:
+    """Score on this rank's share of the photos; rank 0 writes the report of all (docs/scale_out.md)."""
+    from pconv import evaluate as ev
+    from pconv import report
+    from pconv.baselines import CV_RADIUS, PATCHMATCH_RADIUS
+    from pconv.distributed import on_every_rank
+
+    prepared = on_every_rank(group, lambda: _set_up(args, group.ranks))
+    if prepared is None:
+        return 2  # rank 0 reports the error
+    split, source, cases, methods, notes, reused = prepared
     start = time.perf_counter()
-    results = ev.run_evaluation(cases, methods, source, workers=args.workers, progress=not args.quiet)
+    results = ev.run_evaluation(cases, methods, source, workers=args.workers, progress=not args.quiet, group=group)
     elapsed = time.perf_counter() - start
+    if not group.ranks.is_main:
+        return 0
+    if group.ranks.enabled:
+        notes["processes"] = f"{group.ranks.world_size} (torchrun; photos shared between them)"
     results += reused
     summary = ev.summarize(results)
     settings = {
