@@ -61,8 +61,8 @@ class CaseSetup:
 def load_cases(args: argparse.Namespace) -> CaseSetup:
     """The set-up the options of ``add_case_arguments`` describe; raises one of ``SETUP_ERRORS`` on bad input."""
     bins = parse_bins(args.bins)
-    if args.every < 1:
-        raise ValueError(f"--every takes a count >= 1, got {args.every}")
+    if args.every < 1 or (args.limit is not None and args.limit < 1):
+        raise ValueError(f"--every and --limit take a count >= 1, got {args.every} and {args.limit}")
     model = load_weights(args.weights or default_weights_path()).eval()
     masks = NvidiaCellMasks(args.masks)
     photos = find_photos(args.photos)[:: args.every]

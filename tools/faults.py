@@ -226,7 +226,7 @@ class FaultSums:
             "structure_pixels": self.structure_pixels,
             "structure_mae": self.structure_abs / self.structure_pixels if self.structure_pixels else nan,
             "contrast_kept": math.sqrt(self.structure_energy_fill / self.structure_energy_truth)
-            if self.structure_pixels
+            if self.structure_energy_truth > 0
             else nan,
         }
 
