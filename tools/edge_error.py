@@ -1,7 +1,8 @@
 """Fill error by distance into the hole, pconv against a classical method, on the evaluation's cases.
 
 Run: PYTHONPATH=src python tools/edge_error.py --photos ../shared/data/eval_photos \
-         --masks ../shared/data/masks/nvidia_irregular_test [--weights W] [--bins 0] [--every 1] [--method ns]
+         --masks ../shared/data/masks/nvidia_irregular_test [--weights W] [--bins 0] [--every 1] [--limit K] \
+         [--method ns]
 For every case of the chosen hole-ratio bins (both N and B, as ``pconv evaluate`` builds them, default inference)
 it prints the mean absolute error of each fill (uint8 levels, mean over RGB) of the hole pixels at distance
 1, 2, ... 7 and 8 or more pixels from the nearest known pixel (Euclidean distance, rounded up), and the mean SSIM
