@@ -200,3 +200,10 @@ def test_on_one_validation_photo(shared_data: Path, capsys: pytest.CaptureFixtur
     assert every["pconv"]["smooth_pixels"] > 0 and every["pconv"]["smooth_mae"] > 0
     halves = [report["groups"][b]["pconv"]["smooth_pixels"] for b in ("(0.01,0.1]", "(0.1,0.2]")]
     assert sum(halves) == every["pconv"]["smooth_pixels"]
+    one_pass = ["--no-flip-average", "--no-shift-average"]
+    assert (
+        main([*argv[:4], "--limit", "1", "--bins", "0", "--weights", str(make_weights(1)), *one_pass, "--method"]) == 0
+    )
+    alone = capsys.readouterr().out  # pconv alone, no classical fill
+    assert alone.startswith("2 cases; pconv ") and alone.splitlines()[0].endswith("one pass")
+    assert "| pconv |" in alone and "| ns |" not in alone

@@ -350,7 +350,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_case_arguments(parser, bins_default="all")
     parser.add_argument(
-        "--method", nargs="+", default=["ns"], choices=CLASSICAL, help="classical fills beside pconv (default: ns)"
+        "--method",
+        nargs="*",
+        default=["ns"],
+        choices=CLASSICAL,
+        help="classical fills beside pconv (default: ns; none after a bare --method: pconv alone, fast)",
     )
     add_test_time_averages(parser)
     parser.add_argument("--per-bin", action="store_true", help="a table per hole-ratio bin too")
