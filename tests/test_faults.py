@@ -67,8 +67,18 @@ def test_a_colour_offset_shows_as_bias_error_and_outline() -> None:
     assert figures["bias_rgb"] == pytest.approx([6, 0, -3])
     assert figures["smooth_mae"] == pytest.approx(3.0)
     assert figures["outline"] == pytest.approx(3.0)  # the truth itself has no step
+    assert figures["edge_bias_rgb"] == pytest.approx([6, 0, -3])
     exact = FaultSums.of(truth, truth, pixels).figures()
-    assert exact["smooth_mae"] == exact["outline"] == 0 and exact["bias_rgb"] == [0, 0, 0]
+    assert exact["smooth_mae"] == exact["outline"] == 0 and exact["bias_rgb"] == exact["edge_bias_rgb"] == [0, 0, 0]
+
+
+def test_grain_at_the_edge_is_an_outline_without_an_edge_bias() -> None:
+    truth, hole = rgb(np.full((SIZE, SIZE), 200)), square_hole()
+    grain = np.where((YY + XX) % 2 == 0, 4, -4)[..., None]  # +-4 levels, a checkerboard: no offset on average
+    figures = FaultSums.of(
+        composite(truth, hole, (truth + grain).astype(np.uint8)), truth, case_pixels(truth, hole)
+    ).figures()
+    assert figures["outline"] == pytest.approx(4.0) and figures["edge_bias_rgb"] == pytest.approx([0, 0, 0])
 
 
 def test_outline_counts_only_the_step_at_the_hole_edge() -> None:
@@ -79,8 +89,8 @@ def test_outline_counts_only_the_step_at_the_hole_edge() -> None:
     offset_inside = np.where(inner[..., None] > 0, truth.astype(int) + 8, truth).astype(np.uint8)
     figures = FaultSums.of(offset_inside, truth, case_pixels(truth, hole)).figures()
     assert figures["outline"] == pytest.approx(0.0) and figures["smooth_mae"] > 4
-    fill, true = edge_steps(offset_inside, truth, hole > 0, hole > 0)
-    assert len(fill) == len(true) == 4 * 30 and (fill == true).all()
+    fill, true, offset = edge_steps(offset_inside, truth, hole > 0, hole > 0)
+    assert len(fill) == len(true) == len(offset) == 4 * 30 and (fill == true).all() and (offset == 0).all()
 
 
 def test_crossing_pixels_lie_on_a_line_that_enters_and_leaves_the_hole() -> None:

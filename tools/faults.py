@@ -18,7 +18,9 @@ is scored on the same pixels.
      4-neighbours (p, q) with p a smooth hole pixel and q a known pixel: mean |fill(p) - truth(q)| minus mean
      |truth(p) - truth(q)| (each averaged over R, G, B). 0: the fill joins its surroundings as the truth does;
      a colour offset of d levels in one channel adds about d / 3. It can fall below 0 for a fill smoother than
-     the truth's grain (classical diffusion).
+     the truth's grain (classical diffusion);
+   - ``edge_bias``: mean of fill(p) - truth(p) per channel over the same pairs: how much of the outline is a
+     colour offset at the hole's edge (the rest is grain: pixel-to-pixel error that averages out).
 
 2. Broken straight structures (a rail, a pole, a horizon: thin lines and sharp edges crossing a hole). From the
    truth's grey level (mean of R, G, B), smoothed by a Gaussian of sigma 1 px, with gradient g = (gx, gy):
@@ -185,6 +187,7 @@ class FaultSums:
     edge_pairs: int = 0
     edge_step_fill: float = 0.0  # sum over pairs of the mean over RGB of |fill(p) - truth(q)|
     edge_step_truth: float = 0.0  # the same with truth(p)
+    edge_signed: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) sum over pairs of fill(p) - truth(p)
     structure_pixels: int = 0
     structure_abs: float = 0.0
     structure_energy_fill: float = 0.0  # sum of (d_n fill)^2
@@ -194,7 +197,7 @@ class FaultSums:
     def of(cls, fill: np.ndarray, truth: np.ndarray, pixels: CasePixels) -> FaultSums:
         """Measure a composited fill (H, W, 3) uint8 against the truth on the case's pixel sets."""
         error = fill.astype(np.float64) - truth  # (H, W, 3)
-        step_fill, step_truth = edge_steps(fill, truth, pixels.hole, pixels.smooth)
+        step_fill, step_truth, offset = edge_steps(fill, truth, pixels.hole, pixels.smooth)
         on = pixels.crossing
         return cls(
             smooth_pixels=int(pixels.smooth.sum()),
@@ -203,6 +206,7 @@ class FaultSums:
             edge_pairs=len(step_fill),
             edge_step_fill=float(step_fill.sum()),
             edge_step_truth=float(step_truth.sum()),
+            edge_signed=offset.sum(axis=0),
             structure_pixels=int(on.sum()),
             structure_abs=float(np.abs(error[on]).mean(axis=1).sum()),
             structure_energy_fill=float((across(fill, pixels.normal)[on] ** 2).sum()),
@@ -223,6 +227,7 @@ class FaultSums:
             else [nan] * 3,
             "edge_pairs": self.edge_pairs,
             "outline": (self.edge_step_fill - self.edge_step_truth) / self.edge_pairs if self.edge_pairs else nan,
+            "edge_bias_rgb": [float(b) for b in self.edge_signed / self.edge_pairs] if self.edge_pairs else [nan] * 3,
             "structure_pixels": self.structure_pixels,
             "structure_mae": self.structure_abs / self.structure_pixels if self.structure_pixels else nan,
             "contrast_kept": math.sqrt(self.structure_energy_fill / self.structure_energy_truth)
@@ -234,16 +239,17 @@ class FaultSums:
 def edge_steps(
     fill: np.ndarray, truth: np.ndarray, hole: np.ndarray, smooth: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per 4-neighbour pair (p smooth hole pixel, q known): (mean over RGB |fill(p) - truth(q)|, same for truth(p)).
+    """Per 4-neighbour pair (p smooth hole pixel, q known): the steps |fill(p) - truth(q)| and |truth(p) - truth(q)|,
+    each averaged over RGB, and the offset fill(p) - truth(p) per channel.
 
     Args:
         fill, truth: (H, W, 3) uint8.
         hole, smooth: (H, W) bool (True = hole; True = smooth hole pixel).
     Returns:
-        Two (P,) float64 arrays, one value per pair.
+        (P,), (P,) and (P, 3) float64 arrays, a row per pair.
     """
     f, t = fill.astype(np.float64), truth.astype(np.float64)
-    steps_fill, steps_truth = [], []
+    steps_fill, steps_truth, offsets = [], [], []
     vertical = ((slice(None, -1),), (slice(1, None),))  # (rows but the last, rows but the first)
     horizontal = ((slice(None), slice(None, -1)), (slice(None), slice(1, None)))
     for lo, hi in (vertical, horizontal):
@@ -251,7 +257,8 @@ def edge_steps(
             pairs = smooth[p] & ~hole[q]
             steps_fill.append(np.abs(f[p][pairs] - t[q][pairs]).mean(axis=1))
             steps_truth.append(np.abs(t[p][pairs] - t[q][pairs]).mean(axis=1))
-    return np.concatenate(steps_fill), np.concatenate(steps_truth)
+            offsets.append(f[p][pairs] - t[p][pairs])
+    return np.concatenate(steps_fill), np.concatenate(steps_truth), np.concatenate(offsets)
 
 
 @dataclass(frozen=True)
@@ -298,16 +305,17 @@ WORSE_KEYS = ("pconv_worse_smooth", "pconv_worse_structure")
 def table(summary: dict[str, dict]) -> str:
     """A Markdown table of ``summarize``'s figures, one row per fill."""
     lines = [
-        "| fill | smooth px/case | smooth MAE | bias R | bias G | bias B | outline | pconv worse (smooth) "
-        "| structure px/case | structure MAE | contrast kept | pconv worse (structure) |",
-        "|---" * 12 + "|",
+        "| fill | smooth px/case | smooth MAE | bias R | bias G | bias B | outline | edge bias R/G/B "
+        "| pconv worse (smooth) | structure px/case | structure MAE | contrast kept | pconv worse (structure) |",
+        "|---" * 13 + "|",
     ]
     for name, f in summary.items():
         worse = [f"{f[k][0]} of {f[k][1]}" if k in f else "-" for k in WORSE_KEYS]
         bias = " | ".join(f"{b:+.2f}" for b in f["bias_rgb"])
+        edge_bias = "/".join(f"{b:+.1f}" for b in f["edge_bias_rgb"])
         lines.append(
             f"| {name} | {f['smooth_pixels'] / f['cases']:.0f} | {f['smooth_mae']:.2f} | {bias} | {f['outline']:+.2f} "
-            f"| {worse[0]} | {f['structure_pixels'] / f['cases']:.0f} | {f['structure_mae']:.2f} "
+            f"| {edge_bias} | {worse[0]} | {f['structure_pixels'] / f['cases']:.0f} | {f['structure_mae']:.2f} "
             f"| {f['contrast_kept']:.3f} | {worse[1]} |"
         )
     return "\n".join(lines)
