@@ -42,7 +42,11 @@ is scored on the same pixels.
 
 Means pool the pixels of every case of a group (bin or all). ``pconv worse`` counts the cases where pconv's mean
 error on the pixel set (smooth_mae, structure_mae) exceeds the method's, among the cases with at least 16 such pixels.
-Prints one table (``--per-bin``: one per hole-ratio bin too); ``--json OUT`` writes the same figures.
+Prints one table (``--per-bin``: one per hole-ratio bin too); ``--json OUT`` writes the same figures as
+``{"groups": {"all" or bin label: {fill: {"smooth_mae", "bias_rgb", "outline", "edge_bias_rgb", "structure_mae",
+"contrast_kept", pixel counts, "pconv_worse_smooth" / "_structure": [worse, counted]}}}, "pconv", "settings"}``.
+A candidate is measured with ``--weights`` and the averaging flags; a bare ``--method`` scores pconv alone (the
+classical rows do not change between runs on the same cases, and PatchMatch takes most of the time).
 """
 
 from __future__ import annotations
