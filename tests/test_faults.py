@@ -67,7 +67,7 @@ def test_a_colour_offset_shows_as_bias_error_and_outline() -> None:
     assert figures["bias_rgb"] == pytest.approx([6, 0, -3])
     assert figures["smooth_mae"] == pytest.approx(3.0)
     assert figures["outline"] == pytest.approx(3.0)  # the truth itself has no step
-    assert figures["edge_bias_rgb"] == pytest.approx([6, 0, -3])
+    assert figures["edge_bias_rgb"] == pytest.approx([6, 0, -3]) and figures["edge_offset"] == pytest.approx(3.0)
     exact = FaultSums.of(truth, truth, pixels).figures()
     assert exact["smooth_mae"] == exact["outline"] == 0 and exact["bias_rgb"] == exact["edge_bias_rgb"] == [0, 0, 0]
 
@@ -79,6 +79,17 @@ def test_grain_at_the_edge_is_an_outline_without_an_edge_bias() -> None:
         composite(truth, hole, (truth + grain).astype(np.uint8)), truth, case_pixels(truth, hole)
     ).figures()
     assert figures["outline"] == pytest.approx(4.0) and figures["edge_bias_rgb"] == pytest.approx([0, 0, 0])
+    assert figures["edge_offset"] == pytest.approx(0.0)
+
+
+def test_edge_offsets_of_opposite_sign_cancel_in_the_bias_but_not_in_the_offset() -> None:
+    truth, hole = rgb(np.full((SIZE, SIZE), 100)), square_hole()
+    pixels = case_pixels(truth, hole)
+    shifted = [composite(truth, hole, (truth.astype(int) + d).astype(np.uint8)) for d in (5, -5)]
+    brighter, darker = (FaultSums.of(fill, truth, pixels) for fill in shifted)
+    figures = (brighter + darker).figures()
+    assert figures["edge_bias_rgb"] == pytest.approx([0, 0, 0]) and figures["edge_offset"] == pytest.approx(5.0)
+    assert figures["outline"] == pytest.approx(5.0)
 
 
 def test_outline_counts_only_the_step_at_the_hole_edge() -> None:

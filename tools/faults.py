@@ -19,8 +19,11 @@ is scored on the same pixels.
      |truth(p) - truth(q)| (each averaged over R, G, B). 0: the fill joins its surroundings as the truth does;
      a colour offset of d levels in one channel adds about d / 3. It can fall below 0 for a fill smoother than
      the truth's grain (classical diffusion);
-   - ``edge_bias``: mean of fill(p) - truth(p) per channel over the same pairs: how much of the outline is a
-     colour offset at the hole's edge (the rest is grain: pixel-to-pixel error that averages out).
+   - ``edge_bias``: mean of fill(p) - truth(p) per channel over the same pairs (signed: offsets of opposite
+     sign in two cases cancel);
+   - ``edge_offset``: the size of each case's offset there, |mean over the case's pairs of fill(p) - truth(p)|
+     averaged over R, G, B, then averaged over cases weighted by their pairs: how much of the outline is a
+     colour offset along the hole's edge (the rest is grain, pixel-to-pixel error that averages out along it).
 
 2. Broken straight structures (a rail, a pole, a horizon: thin lines and sharp edges crossing a hole). From the
    truth's grey level (mean of R, G, B), smoothed by a Gaussian of sigma 1 px, with gradient g = (gx, gy):
@@ -43,8 +46,9 @@ is scored on the same pixels.
 Means pool the pixels of every case of a group (bin or all). ``pconv worse`` counts the cases where pconv's mean
 error on the pixel set (smooth_mae, structure_mae) exceeds the method's, among the cases with at least 16 such pixels.
 Prints one table (``--per-bin``: one per hole-ratio bin too); ``--json OUT`` writes the same figures as
-``{"groups": {"all" or bin label: {fill: {"smooth_mae", "bias_rgb", "outline", "edge_bias_rgb", "structure_mae",
-"contrast_kept", pixel counts, "pconv_worse_smooth" / "_structure": [worse, counted]}}}, "pconv", "settings"}``.
+``{"groups": {"all" or bin label: {fill: {"smooth_mae", "bias_rgb", "outline", "edge_bias_rgb", "edge_offset",
+"structure_mae", "contrast_kept", pixel counts, "pconv_worse_smooth" / "_structure": [worse, counted]}}},
+"pconv", "settings"}``.
 A candidate is measured with ``--weights`` and the averaging flags; a bare ``--method`` scores pconv alone (the
 classical rows do not change between runs on the same cases, and PatchMatch takes most of the time).
 """
@@ -192,6 +196,7 @@ class FaultSums:
     edge_step_fill: float = 0.0  # sum over pairs of the mean over RGB of |fill(p) - truth(q)|
     edge_step_truth: float = 0.0  # the same with truth(p)
     edge_signed: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) sum over pairs of fill(p) - truth(p)
+    edge_offset: float = 0.0  # per case: mean over RGB of |its edge_signed|; summed over cases
     structure_pixels: int = 0
     structure_abs: float = 0.0
     structure_energy_fill: float = 0.0  # sum of (d_n fill)^2
@@ -211,6 +216,7 @@ class FaultSums:
             edge_step_fill=float(step_fill.sum()),
             edge_step_truth=float(step_truth.sum()),
             edge_signed=offset.sum(axis=0),
+            edge_offset=float(np.abs(offset.sum(axis=0)).mean()),
             structure_pixels=int(on.sum()),
             structure_abs=float(np.abs(error[on]).mean(axis=1).sum()),
             structure_energy_fill=float((across(fill, pixels.normal)[on] ** 2).sum()),
@@ -232,6 +238,7 @@ class FaultSums:
             "edge_pairs": self.edge_pairs,
             "outline": (self.edge_step_fill - self.edge_step_truth) / self.edge_pairs if self.edge_pairs else nan,
             "edge_bias_rgb": [float(b) for b in self.edge_signed / self.edge_pairs] if self.edge_pairs else [nan] * 3,
+            "edge_offset": self.edge_offset / self.edge_pairs if self.edge_pairs else nan,
             "structure_pixels": self.structure_pixels,
             "structure_mae": self.structure_abs / self.structure_pixels if self.structure_pixels else nan,
             "contrast_kept": math.sqrt(self.structure_energy_fill / self.structure_energy_truth)
@@ -309,9 +316,9 @@ WORSE_KEYS = ("pconv_worse_smooth", "pconv_worse_structure")
 def table(summary: dict[str, dict]) -> str:
     """A Markdown table of ``summarize``'s figures, one row per fill."""
     lines = [
-        "| fill | smooth px/case | smooth MAE | bias R | bias G | bias B | outline | edge bias R/G/B "
+        "| fill | smooth px/case | smooth MAE | bias R | bias G | bias B | outline | edge bias R/G/B | edge offset "
         "| pconv worse (smooth) | structure px/case | structure MAE | contrast kept | pconv worse (structure) |",
-        "|---" * 13 + "|",
+        "|---" * 14 + "|",
     ]
     for name, f in summary.items():
         worse = [f"{f[k][0]} of {f[k][1]}" if k in f else "-" for k in WORSE_KEYS]
@@ -319,8 +326,8 @@ def table(summary: dict[str, dict]) -> str:
         edge_bias = "/".join(f"{b:+.1f}" for b in f["edge_bias_rgb"])
         lines.append(
             f"| {name} | {f['smooth_pixels'] / f['cases']:.0f} | {f['smooth_mae']:.2f} | {bias} | {f['outline']:+.2f} "
-            f"| {edge_bias} | {worse[0]} | {f['structure_pixels'] / f['cases']:.0f} | {f['structure_mae']:.2f} "
-            f"| {f['contrast_kept']:.3f} | {worse[1]} |"
+            f"| {edge_bias} | {f['edge_offset']:.2f} | {worse[0]} | {f['structure_pixels'] / f['cases']:.0f} "
+            f"| {f['structure_mae']:.2f} | {f['contrast_kept']:.3f} | {worse[1]} |"
         )
     return "\n".join(lines)
 
