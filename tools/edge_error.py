@@ -1,7 +1,8 @@
 """Fill error by distance into the hole, pconv against a classical method, on the evaluation's cases.
 
 Run: PYTHONPATH=src python tools/edge_error.py --photos ../shared/data/eval_photos \
-         --masks ../shared/data/masks/nvidia_irregular_test [--weights W] [--bins 0] [--every 1] [--method ns]
+         --masks ../shared/data/masks/nvidia_irregular_test [--weights W] [--bins 0] [--every 1] [--limit K] \
+         [--method ns]
 For every case of the chosen hole-ratio bins (both N and B, as ``pconv evaluate`` builds them, default inference)
 it prints the mean absolute error of each fill (uint8 levels, mean over RGB) of the hole pixels at distance
 1, 2, ... 7 and 8 or more pixels from the nearest known pixel (Euclidean distance, rounded up), and the mean SSIM
@@ -15,16 +16,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
+from eval_cases import SETUP_ERRORS, add_case_arguments, composite, load_cases, pconv_method
 
 from pconv import scores
 from pconv.baselines import BASELINES, get_baseline
-from pconv.evaluate import BINS, NvidiaCellMasks, PConvMethod, build_cases, find_photos, load_photo
-from pconv.inference import default_weights_path
-from pconv.model import WeightsError, load_weights
+from pconv.evaluate import BINS, load_photo
 
 FAR = 8  # distances of FAR pixels or more share one row
 
@@ -80,32 +79,22 @@ def edge_fills(pconv: np.ndarray, classical: np.ndarray, hole_mask: np.ndarray, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=Path, required=True, help="evaluation photos (as pconv evaluate)")
-    parser.add_argument("--masks", type=Path, required=True, help="the NVIDIA irregular test masks")
-    parser.add_argument("--weights", type=Path, help="pconv weights (default: the shipped model)")
-    parser.add_argument("--bins", default="0", help="comma-separated hole-ratio bin indices 0..5 (default 0)")
-    parser.add_argument("--every", type=int, default=1, help="use every n-th photo (default 1: all)")
+    add_case_arguments(parser, bins_default="0")
     parser.add_argument("--method", default="ns", choices=sorted(set(BASELINES) - {"patchmatch"}))
     args = parser.parse_args(argv)
     try:
-        bins = [int(b) for b in args.bins.split(",")]
-        if not bins or any(not 0 <= b < len(BINS) for b in bins) or args.every < 1:
-            raise ValueError(f"--bins takes indices 0..{len(BINS) - 1} and --every a count >= 1")
-        model = load_weights(args.weights or default_weights_path()).eval()
-        masks = NvidiaCellMasks(args.masks)
-        photos = find_photos(args.photos)[:: args.every]
-        cases = [c for c in build_cases(photos, masks) if c.bin_index in bins]
-    except (ValueError, FileNotFoundError, WeightsError) as err:
+        setup = load_cases(args)
+    except SETUP_ERRORS as err:
         print(f"edge_error: {err}", file=sys.stderr)
         return 2
-    pconv, classical = PConvMethod(model), get_baseline(args.method)
+    pconv, classical = pconv_method(setup, args), get_baseline(args.method)
     tally = EdgeTally()
-    for case in cases:
-        truth, hole = load_photo(case.photo), masks.load(case)
+    for case in setup.cases:
+        truth, hole = load_photo(case.photo), setup.masks.load(case)
         ours = pconv.fill_batch(truth[None], hole[None])[0]
-        theirs = np.where(hole[..., None] > 0, classical(truth, hole), truth)
+        theirs = composite(truth, hole, classical(truth, hole))
         tally.add(truth, hole, {"pconv": ours, args.method: theirs, **edge_fills(ours, theirs, hole, args.method)})
-    print(f"{len(cases)} cases, bins {', '.join(str(BINS[b]) for b in bins)}")
+    print(f"{len(setup.cases)} cases, bins {', '.join(str(BINS[b]) for b in setup.bins)}")
     print(tally.report())
     return 0
 
