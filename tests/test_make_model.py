@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import make_model  # noqa: E402
 from make_model import Paths, Stage, check_plan, main, plan, stage_minutes, tool_command  # noqa: E402
 
-# The model card's commands (src/pconv/weights/MODEL_CARD.md, "Command"; versions 1-3 in commits 989d713,
+# The model commands (docs/model_history.md, "Command"; versions 1-3 in commits 989d713,
 # 2bc426a, 0bf1ac0): each stage's preset in configs/ and its overrides, paths left out.
 VAL_32 = ["data.val_count=32", "data.val_size=384"]
 FRAGMENTS_30 = ["phase2.steps=1200", "phase2.lr=5e-5", "loss.ssim_hole=6.0", "train.seed=9"]

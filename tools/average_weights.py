@@ -3,7 +3,7 @@
 Run: PYTHONPATH=src python tools/average_weights.py A.safetensors B.safetensors --output SOUP.safetensors [--fp16]
 Floating tensors (weights, biases, BatchNorm running statistics) are averaged with equal weights; integer
 BatchNorm counters are taken from the last file. Made the shipped model's version 4 from version 3 and its
-fine-tune (src/pconv/weights/MODEL_CARD.md). Useful only for models fine-tuned from one another.
+fine-tune (docs/model_history.md). Useful only for models fine-tuned from one another.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ For every case of the chosen hole-ratio bins (both N and B, as ``pconv evaluate`
 it prints the mean absolute error of each fill (uint8 levels, mean over RGB) of the hole pixels at distance
 1, 2, ... 7 and 8 or more pixels from the nearest known pixel (Euclidean distance, rounded up), and the mean SSIM
 of pconv, of the classical method, and of pconv with its first one or two pixels of hole edge taken from the
-classical fill: how much of an SSIM gap lies at the hole's edge (MODEL_CARD.md, "What would close the gap").
+classical fill: how much of an SSIM gap lies at the hole's edge (docs/model_history.md, "What would close the gap").
 """
 
 from __future__ import annotations

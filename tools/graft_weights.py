@@ -5,7 +5,7 @@ Run: PYTHONPATH=src python tools/graft_weights.py BASE.safetensors DONOR.safeten
 Every tensor of the listed blocks (names as in ``PConvUNet.state_dict()``: ``encoder.i`` / ``decoder.i``, where
 ``decoder.i`` produces the resolution of ``encoder.i``'s input) comes from DONOR, every other one from BASE.
 Version 5 of the shipped model is version 4 with the full-, half- and quarter-resolution blocks of a fine-tune on
-ragged masks (src/pconv/weights/MODEL_CARD.md, "Schedule"). Useful only for models fine-tuned from one another.
+ragged masks (docs/model_history.md, "Schedule"). Useful only for models fine-tuned from one another.
 """
 
 from __future__ import annotations

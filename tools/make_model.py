@@ -2,7 +2,7 @@
 
 Run: PYTHONPATH=src python tools/make_model.py [--runs DIR] [--data-root DIR] [--until STAGE] [--dry-run] [--tiny]
 (or ``make model ARGS="..."``). ``--dry-run`` prints the plan: each stage, its hours on the project's 2-core CPU
-and the total (about 7.5 h, the model card's wall times), with what is already done.
+and the total (about 7.5 h, the wall times in docs/model_history.md), with what is already done.
 
 Each training stage is one file under ``configs/model/`` holding every setting of its run (the card's command,
 overrides included); this script passes only paths: the starting weights, the run directory and the photo folders
