@@ -151,8 +151,8 @@ def test_mistakes_are_explained_on_the_page(page: object, base_url: str, tmp_pat
     page.goto(base_url + "/")
     page.set_input_files("#file-input", str(PHOTO))
     page.wait_for_selector("#canvas-wrap:not([hidden])")
-    page.click("#run")  # nothing painted yet
-    expect(page.locator("#status.error")).to_contain_text("Paint over the area")
+    page.click("#run")  # nothing painted yet: the mask is encoded first (canvas.toBlob), slow on a busy CPU
+    expect(page.locator("#status.error")).to_contain_text("Paint over the area", timeout=20_000)
     mask = tmp_path / "square.png"
     Image.new("L", (100, 100), 255).save(mask)  # another aspect ratio than the 768x512 photo
     page.set_input_files("#mask-input", str(mask))
