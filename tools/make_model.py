@@ -278,10 +278,11 @@ def resolve_paths(args: argparse.Namespace) -> Paths:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        stages, paths = plan(), resolve_paths(args)
+        stages = plan()
         names = [stage.name for stage in stages]
         if args.until is not None and args.until not in names:
             raise ValueError(f"--until {args.until!r} is not a stage; stages are {', '.join(names)}")
+        paths = resolve_paths(args)
     except ValueError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
