@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from pconv.distributed import one_line
+
 # Command name -> module under pconv.commands. Keep sorted.
 COMMANDS: dict[str, str] = {
     "bench": "bench",
@@ -80,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         if os.environ.get("PCONV_DEBUG"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"pconv {args.command}: error: {message}", file=sys.stderr)
+        print(f"pconv {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -40,6 +40,7 @@ from pconv.checkpoint import (
     write_checkpoint,
 )
 from pconv.config import Config, ModelConfig, PhaseConfig
+from pconv.distributed import Ranks
 from pconv.ema import ModelEMA
 from pconv.losses import InpaintingLoss, build_loss
 from pconv.metrics import l1, psnr, ssim
@@ -64,23 +65,6 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; nothing was saved after the last good checkpoint."""
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place among ``world_size`` training processes (1 without ``torchrun``)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
 @dataclass
 class TrainRun:
     """Everything the loop needs; ``model`` is the unwrapped network, ``net`` what the step calls (DDP/compiled),
@@ -95,7 +79,7 @@ class TrainRun:
     scaler: torch.amp.GradScaler
     device: torch.device
     amp_dtype: Optional[torch.dtype]
-    dist: DistInfo
+    dist: Ranks
     train_set: Dataset
     val_set: Optional[Dataset]
     step: int = 0
@@ -205,11 +189,10 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
 # ---------------------------------------------------------------------------------------------- set-up
 
 
-def _init_distributed(device: str) -> DistInfo:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+def _init_distributed(device: str) -> Ranks:
+    info = Ranks.from_env()
+    if not info.enabled:
+        return info
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(info.local_rank)
@@ -218,7 +201,7 @@ def _init_distributed(device: str) -> DistInfo:
     return info
 
 
-def _resolve_device(name: str, dist: DistInfo) -> torch.device:
+def _resolve_device(name: str, dist: Ranks) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)

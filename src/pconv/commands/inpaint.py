@@ -108,7 +108,8 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: all cores; under torchrun, the node's cores split between its processes)",
+        help="CPU threads of the network (default: all cores; under torchrun, the node's cores split between its "
+        "processes)",
     )
 
 
@@ -180,7 +181,7 @@ def _check_scale_options(args: argparse.Namespace, ranks: Ranks) -> None:
 
 
 def _run_single(inpainter: Inpainter, job: Job, args: argparse.Namespace) -> int:
-    if args.skip_existing and _state(job, args) == "done":
+    if _state(job, args) == "done":  # also checks the output can be written, before any work
         print(f"pconv inpaint: skipped {job.output} (already done)")
         return 0
     _process(inpainter, job, args)
@@ -436,12 +437,10 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
 
 
 def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace) -> None:
-    """Read, fill and write one pair; raise ValueError/OSError with a one-line reason."""
-    from pconv.imageio import output_format, read_hole_mask, read_image
+    """Read, fill and write one pair whose output ``_state`` found writable; ValueError/OSError, one line."""
+    from pconv.imageio import read_hole_mask, read_image
     from pconv.inference import resize_hole_mask
 
-    output_format(job.output)  # fail on a bad extension before any work
-    _check_output(job, args.overwrite)
     picture = read_image(job.image)
     hole = resize_hole_mask(read_hole_mask(job.mask, threshold=args.threshold), picture.size)
     _write_output(job, inpainter.inpaint(picture.rgb, hole), picture, args)
