@@ -52,6 +52,8 @@ def test_overrides_are_parsed_and_type_checked() -> None:
         ("train.precision=fp8", "precision"),
         ("model.depth=9", "depth must be in"),
         ("phase2.steps", "section.key=value"),
+        ("data.min_scale=0", "data.min_scale must be between 0.1 and 1"),
+        ("data.min_scale=1.5", "data.min_scale must be between 0.1 and 1"),
     ],
 )
 def test_bad_overrides_raise_naming_the_key(override: str, message: str) -> None:
