@@ -312,3 +312,12 @@ def test_large_window_equals_network_on_the_crop(model: PConvUNet) -> None:
 def test_large_all_hole_image_resized_path_is_finite(model: PConvUNet) -> None:
     out = Inpainter(model=model, device="cpu", max_side=64).inpaint(torch.rand(3, 150, 400), torch.ones(150, 400))
     assert out.shape == (3, 150, 400) and torch.isfinite(out).all()
+
+
+def test_bad_settings_error_names_only_the_wrong_ones() -> None:
+    with pytest.raises(ValueError, match=r"^bad settings: dilate=-1 \(must be >= 0\)$"):
+        Inpainter(predictor=lambda x, m: x, dilate=-1)
+    with pytest.raises(
+        ValueError, match=r"^bad settings: max_side=8 \(must be >= 16\), threshold=255 \(must be 0\.\.254\)$"
+    ):
+        Inpainter(predictor=lambda x, m: x, max_side=8, threshold=255)

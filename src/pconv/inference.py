@@ -384,11 +384,19 @@ class Inpainter:
             raise ValueError("pass at most one of weights, model and predictor")
         if mask_polarity not in MASK_POLARITIES:
             raise ValueError(f"mask_polarity must be one of {MASK_POLARITIES}, got {mask_polarity!r}")
-        if max_side < 16 or margin < 0 or dilate < 0 or batch_size < 1 or not 0 <= threshold <= 254:
-            raise ValueError(
-                f"bad settings: max_side={max_side} (>= 16), margin={margin} (>= 0), dilate={dilate} "
-                f"(>= 0), batch_size={batch_size} (>= 1), threshold={threshold} (0..254)"
+        wrong = [
+            f"{name}={value} (must be {rule})"
+            for name, value, ok, rule in (
+                ("max_side", max_side, max_side >= 16, ">= 16"),
+                ("margin", margin, margin >= 0, ">= 0"),
+                ("dilate", dilate, dilate >= 0, ">= 0"),
+                ("batch_size", batch_size, batch_size >= 1, ">= 1"),
+                ("threshold", threshold, 0 <= threshold <= 254, "0..254"),
             )
+            if not ok
+        ]
+        if wrong:
+            raise ValueError(f"bad settings: {', '.join(wrong)}")
         self.max_side, self.margin, self.threshold, self.dilate = max_side, margin, threshold, dilate
         self.mask_polarity, self.batch_size = mask_polarity, batch_size
         self.flip_average, self.shift_average = flip_average, shift_average

@@ -164,10 +164,20 @@ def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple[list[Job], list[tup
 
 def _check_scale_options(args: argparse.Namespace, ranks: Ranks) -> None:
     """One-line errors for options that cannot work together."""
-    for option, least in (("batch_size", 1), ("workers", 0), ("threads", 1)):
+    for option, least, most in (
+        ("batch_size", 1, None),
+        ("workers", 0, None),
+        ("threads", 1, None),
+        ("dilate", 0, None),
+        ("max_side", 16, None),
+        ("threshold", 0, 254),
+    ):
         value = getattr(args, option)
+        flag = f"--{option.replace('_', '-')}"
         if value is not None and value < least:
-            raise ValueError(f"--{option.replace('_', '-')} must be at least {least}, got {value}")
+            raise ValueError(f"{flag} must be at least {least}, got {value}")
+        if value is not None and most is not None and value > most:
+            raise ValueError(f"{flag} must be at most {most}, got {value}")
     if ranks.enabled and not args.image.is_dir():
         raise ValueError(
             f"torchrun shares a folder of images between processes, but --image {args.image} is one file; "
