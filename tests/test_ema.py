@@ -39,7 +39,7 @@ def _closed_form(history: list[dict[str, torch.Tensor]], key: str, decay: float)
     return decay**n * history[0][key] + sum((1 - decay) * decay ** (n - k) * history[k][key] for k in range(1, n + 1))
 
 
-def test_ema_after_n_steps_equals_the_closed_form_and_copies_batchnorm_statistics(tmp_path: Path) -> None:
+def test_ema_after_n_steps_equals_the_closed_form_for_weights_and_batchnorm_statistics(tmp_path: Path) -> None:
     run = prepare_run(tiny_config(tmp_path / "run", "train.ema=0.8", "phase1.lr=1e-2"), train_set=SyntheticPhotos())
     run.model.train()
     history = _steps_with_history(run, 6)
@@ -48,9 +48,12 @@ def test_ema_after_n_steps_equals_the_closed_form_and_copies_batchnorm_statistic
     for key in params:
         torch.testing.assert_close(ema[key].double(), _closed_form(history, key, 0.8), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(ema["encoder.1.conv.weight"].double(), history[-1]["encoder.1.conv.weight"])
-    for key in set(ema) - params:  # BatchNorm running statistics and counters: copied, not averaged
-        assert torch.equal(ema[key], run.model.state_dict()[key]), key
-    assert int(ema["encoder.1.bn.num_batches_tracked"]) == 6
+    statistics = [k for k in set(ema) - params if ema[k].is_floating_point()]
+    assert "decoder.1.bn.running_var" in statistics
+    for key in statistics:  # BatchNorm running statistics: averaged like the weights they go with
+        torch.testing.assert_close(ema[key].double(), _closed_form(history, key, 0.8), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(ema["decoder.1.bn.running_mean"].double(), history[-1]["decoder.1.bn.running_mean"])
+    assert int(ema["encoder.1.bn.num_batches_tracked"]) == 6  # counters: copied
 
 
 def test_ema_with_trainable_averages_what_trains_and_keeps_the_rest_bit_for_bit(tmp_path: Path) -> None:
@@ -127,4 +130,18 @@ def test_export_writes_the_average_by_default_and_the_trained_weights_with_raw(t
     plain = export_weights(tmp_path / "plain", tmp_path / "plain.safetensors")
     assert_same_state(
         load_weights(plain).state_dict(), read_checkpoint(tmp_path / "plain" / "ckpt_00000002.pt")["model"]
+    )
+
+
+def test_phase_with_frozen_decoder_bn_keeps_every_statistic_of_the_initial_weights(tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path / "run", "phase1.steps=0", "phase2.freeze_decoder_bn=True", "train.ema=0.9", "phase2.lr=1e-2"
+    )
+    run = prepare_run(cfg, train_set=SyntheticPhotos())
+    start = {k: v.clone() for k, v in run.model.state_dict().items() if "running" in k}
+    fit(run)
+    for state in (run.model.state_dict(), run.ema.state_dict()):
+        assert all(torch.equal(state[k], v) for k, v in start.items())
+    assert not torch.equal(
+        run.model.state_dict()["decoder.1.conv.weight"], run.ema.state_dict()["decoder.1.conv.weight"]
     )

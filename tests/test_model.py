@@ -136,6 +136,18 @@ def test_freeze_encoder_bn_keeps_running_stats_but_decoder_updates() -> None:
     assert not enc_bn.training and dec_bn.training
 
 
+def test_freeze_decoder_bn_keeps_every_statistic_and_trains_like_eval_mode() -> None:
+    model = PConvUNet(TINY, freeze_encoder_bn=True, freeze_decoder_bn=True)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    x, valid = torch.rand(2, 3, 32, 32), hole_mask_like(2, 32, 32)
+    out_train, _ = model(x, valid)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    out_eval, _ = model.eval()(x, valid)
+    assert torch.equal(out_train, out_eval)
+
+
 def test_width_and_depth_build_a_small_model() -> None:
     small = PConvUNet(ModelConfig(depth=8, width=0.5))
     n_params = sum(p.numel() for p in small.parameters())

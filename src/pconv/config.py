@@ -204,11 +204,14 @@ class PhaseConfig:
         steps: optimizer steps in this phase.
         lr: Adam learning rate (paper: 2e-4 from scratch, then 5e-5 for fine-tuning).
         freeze_encoder_bn: keep the encoder's BatchNorm statistics frozen (paper: during fine-tuning only).
+        freeze_decoder_bn: keep the decoder's BatchNorm statistics frozen too (not in the paper): for fine-tuning a
+            trained model, the network then trains as it runs at inference, and its statistics do not drift.
     """
 
     steps: int = 0
     lr: float = 2e-4
     freeze_encoder_bn: bool = False
+    freeze_decoder_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0 or not self.lr > 0:

@@ -6,8 +6,11 @@ After every optimizer step, each parameter that trains moves towards the live on
 
 so after ``n`` steps from the starting weights ``p_0`` it is ``decay**n * p_0 + (1 - decay) * sum_k decay**(n-k)
 * p_k``: an average over about the last ``1 / (1 - decay)`` steps (1,000 for 0.999), which replaces hand-made
-"model soups" of checkpoints. Parameters that do not train (``train.trainable``) and every buffer (BatchNorm
-running statistics and counters) are copied, not averaged: they are not what the optimizer moves.
+"model soups" of checkpoints. BatchNorm running statistics (floating-point buffers) are averaged the same way, so
+that the averaged weights are used with statistics of the same steps: pairing them with the live statistics (which a
+fine-tune can move a lot) made the average far worse than either network (a fine-tune of version 6: val l1 3.76 %
+against 2.85 % for the live network). Parameters that do not train (``train.trainable``) and integer buffers
+(BatchNorm's batch counters) are copied.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ class ModelEMA:
             else:
                 ema_param.copy_(param)
         for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)
+            if buffer.is_floating_point():
+                ema_buffer.lerp_(buffer, 1.0 - self.decay)
+            else:
+                ema_buffer.copy_(buffer)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged network's state dict (same keys as the model's)."""

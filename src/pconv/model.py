@@ -78,15 +78,20 @@ class PConvUNet(nn.Module):
         config: depth, width and input channels; the default is exactly the paper's network.
         freeze_encoder_bn: keep the encoder's BatchNorm layers in eval mode (running statistics frozen) even
             in ``train()`` mode: the paper's fine-tuning phase. Their affine parameters still learn.
+        freeze_decoder_bn: the same for the decoder's BatchNorm layers (not in the paper; for fine-tuning a
+            trained model).
 
     Attribute ``fixed_prefixes`` (default empty; set by ``pconv train`` with ``train.trainable``): ``train()`` keeps
     every BatchNorm whose name starts with one of these (e.g. ``"encoder.1.bn"``) in eval mode as well.
     """
 
-    def __init__(self, config: ModelConfig | None = None, *, freeze_encoder_bn: bool = False) -> None:
+    def __init__(
+        self, config: ModelConfig | None = None, *, freeze_encoder_bn: bool = False, freeze_decoder_bn: bool = False
+    ) -> None:
         super().__init__()
         self.config = config or ModelConfig()
         self.freeze_encoder_bn = freeze_encoder_bn
+        self.freeze_decoder_bn = freeze_decoder_bn
         self.fixed_prefixes: tuple[str, ...] = ()
         self.fused = False  # set by fuse_for_inference: BatchNorm folded, features kept 0 in their holes
         self.channels_last = False  # set by fuse_for_inference: features run in channels-last layout
@@ -110,10 +115,11 @@ class PConvUNet(nn.Module):
         if mode and self.fused:
             raise RuntimeError("this model was fused for inference (BatchNorm folded); train the unfused model")
         super().train(mode)
-        if mode and self.freeze_encoder_bn:
-            for block in self.encoder:
-                if block.bn is not None:
-                    block.bn.eval()
+        for frozen, blocks in ((self.freeze_encoder_bn, self.encoder), (self.freeze_decoder_bn, self.decoder)):
+            if mode and frozen:
+                for block in blocks:
+                    if block.bn is not None:
+                        block.bn.eval()
         if mode and self.fixed_prefixes:
             for name, module in self.named_modules():
                 if isinstance(module, nn.BatchNorm2d) and name.startswith(self.fixed_prefixes):

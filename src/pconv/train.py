@@ -359,7 +359,9 @@ def prepare_run(
 
     torch.manual_seed(tc.seed)
     first_phase = cfg.phase_at(0)[1]
-    model = PConvUNet(cfg.model, freeze_encoder_bn=first_phase.freeze_encoder_bn).to(device)
+    model = PConvUNet(
+        cfg.model, freeze_encoder_bn=first_phase.freeze_encoder_bn, freeze_decoder_bn=first_phase.freeze_decoder_bn
+    ).to(device)
     optimizer = torch.optim.Adam(_restrict_training(model, tc.trainable), lr=first_phase.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, state = 0, None
@@ -450,6 +452,7 @@ def _enter_phase(run: TrainRun, phase: PhaseConfig) -> None:
     for group in run.optimizer.param_groups:
         group["lr"] = phase.lr
     run.model.freeze_encoder_bn = phase.freeze_encoder_bn
+    run.model.freeze_decoder_bn = phase.freeze_decoder_bn
     run.model.train()
 
 
