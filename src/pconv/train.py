@@ -2,7 +2,8 @@
 
 ``train(cfg) -> run_dir`` is ``prepare_run`` (devices, model, loss, optimizer, data, resume) then ``fit`` (the loop
 of ``train_step``, logging, ``evaluate`` and ``save_checkpoint``). Phase 1 runs Adam at 2e-4 with BatchNorm on;
-phase 2 fine-tunes at 5e-5 with the encoder's BatchNorm frozen (``PConvUNet.freeze_encoder_bn``).
+phase 2 fine-tunes at 5e-5 with the encoder's BatchNorm frozen (``PConvUNet.freeze_encoder_bn``; the decoder's
+too with ``freeze_decoder_bn``, not in the paper).
 
 Exact resume: the data order is a pure function of (seed, epoch) and every crop and mask a pure function of
 (seed, epoch, index), so a resumed run skips the batches already done and sees the same batches as an
@@ -608,11 +609,14 @@ def fit(run: TrainRun) -> None:
                 phase = cfg.phase_at(run.step)[1]
                 _enter_phase(run, phase)
                 log.info(
-                    "step %d: phase %d, lr %g, encoder BatchNorm %s",
+                    "step %d: phase %d, lr %g, BatchNorm statistics: encoder %s, decoder %s",
                     run.step,
                     cfg.phase_at(run.step)[0],
                     phase.lr,
-                    "frozen" if phase.freeze_encoder_bn else "training",
+                    *(
+                        "frozen" if frozen else "training"
+                        for frozen in (phase.freeze_encoder_bn, phase.freeze_decoder_bn)
+                    ),
                 )
             image = image.to(run.device, non_blocking=True)
             valid_mask = valid_mask.to(run.device, non_blocking=True)
