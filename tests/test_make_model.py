@@ -58,6 +58,13 @@ CARD = {
         + ["data.crop_size=256", "data.batch_size=8", "train.precision=fp32", "loss.ssim_hole=4.0"]
         + ["data.mask_preset=fragments,mixed", "train.seed=16", *VAL_32, "train.val_every=1200"],
     ),
+    "13_v7_frozen_bn_ema.yaml": (
+        "finetune_cpu_384.yaml",
+        ["model.edge_refine=16", "phase2.freeze_decoder_bn=True", "phase2.steps=3000", "phase2.lr=5e-5"]
+        + ["data.crop_size=256", "data.batch_size=8", "data.mask_preset=fragments,mixed", "train.precision=bf16"]
+        + ["loss.ssim_hole=4.0", "train.ema=0.999", "train.seed=32", *VAL_32, "train.val_every=250"]
+        + ["train.log_every=25", "train.keep_last=2"],
+    ),
 }
 
 
@@ -90,8 +97,8 @@ def test_plan_is_complete_in_order_and_ends_at_the_final_export() -> None:
 def test_plan_matches_the_model_card_crops_hours_and_shipped_network() -> None:
     trains = [s for s in plan() if s.kind == "train"]
     configs = [load_config(make_model.CONFIGS / s.config) for s in trains]
-    assert sum(c.total_steps * c.data.batch_size for c in configs) == 163_200  # the card's "In all 163,200 crops"
-    assert sum(stage_minutes(s) for s in trains) == 55 + 70 + 25 + 28 + 62 + 42 + 39 + 36 + 12 + 24 + 38 + 19
+    assert sum(c.total_steps * c.data.batch_size for c in configs) == 187_200  # the card's "187,200 random crops"
+    assert sum(stage_minutes(s) for s in trains) == 55 + 70 + 25 + 28 + 62 + 42 + 39 + 36 + 12 + 24 + 38 + 19 + 40
     shipped = load_weights(ROOT / "src" / "pconv" / "weights" / "pconv_default.safetensors")
     assert configs[-1].model == shipped.config == ModelConfig(depth=8, width=0.25, edge_refine=16)
 
@@ -105,28 +112,28 @@ def test_stage_config_is_the_card_command(name: str) -> None:
 
 def test_check_plan_names_a_bad_addition_and_the_export_follows_a_new_last_stage(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'nope' is not an earlier stage"):
-        check_plan([*make_model.STAGES, Stage("v7", "train", ("nope",), "12_v6_edge_refine.yaml")])
+        check_plan([*make_model.STAGES, Stage("v8", "train", ("nope",), "12_v6_edge_refine.yaml")])
     with pytest.raises(ValueError, match="names must be unique"):
-        check_plan([*make_model.STAGES, Stage("v6", "widen", ("v5",))])
+        check_plan([*make_model.STAGES, Stage("v7", "widen", ("v6",))])
     with pytest.raises(ValueError, match="needs a config"):
-        check_plan([*make_model.STAGES, Stage("v7", "train", ("v6",))])
+        check_plan([*make_model.STAGES, Stage("v8", "train", ("v7",))])
     with pytest.raises(ValueError, match="config not found"):
-        check_plan([*make_model.STAGES, Stage("v7", "train", ("v6",), "99_missing.yaml")])
+        check_plan([*make_model.STAGES, Stage("v8", "train", ("v7",), "99_missing.yaml")])
     with pytest.raises(ValueError, match="takes 2-2 inputs"):
-        check_plan([*make_model.STAGES, Stage("v7", "graft", ("v6",))])
-    widened = plan([*make_model.STAGES, Stage("v7_wide", "widen", ("v6",))])
+        check_plan([*make_model.STAGES, Stage("v8", "graft", ("v7",))])
+    widened = plan([*make_model.STAGES, Stage("v8_wide", "widen", ("v7",))])
     assert [(s.name, s.kind, s.inputs) for s in widened[-2:]] == [
-        ("v7_wide", "widen", ("v6",)),
-        ("v7_wide_fp16", "export", ("v7_wide",)),
+        ("v8_wide", "widen", ("v7",)),
+        ("v8_wide_fp16", "export", ("v8_wide",)),
     ]
     paths = Paths(tmp_path, tmp_path / "train_photos", tmp_path / "val_photos")
     assert tool_command(widened[-2], paths)[1:] == [
         str(ROOT / "tools" / "widen_weights.py"),
-        str(tmp_path / "v6.safetensors"),
+        str(tmp_path / "v7.safetensors"),
         "--factor",
         "2",
         "--output",
-        str(tmp_path / "v7_wide.safetensors"),
+        str(tmp_path / "v8_wide.safetensors"),
     ]
 
 
@@ -135,7 +142,7 @@ def test_dry_run_prints_every_stage_and_the_total_and_writes_nothing(tmp_path: P
     out = capsys.readouterr().out
     for stage in plan():
         assert f" {stage.name} " in out
-    assert "total 7.5 h of training (450 min), 7.5 h left" in out
+    assert "total 8.2 h of training (490 min), 8.2 h left" in out
     assert not (tmp_path / "runs").exists()
 
 

@@ -1,8 +1,8 @@
-"""Reproduce the shipped default model from the photos: every stage of versions 1 to 6, in order, resumable.
+"""Reproduce the shipped default model from the photos: every stage of versions 1 to 7, in order, resumable.
 
 Run: PYTHONPATH=src python tools/make_model.py [--runs DIR] [--data-root DIR] [--until STAGE] [--dry-run] [--tiny]
 (or ``make model ARGS="..."``). ``--dry-run`` prints the plan: each stage, its hours on the project's 2-core CPU
-and the total (about 7.5 h, the wall times in docs/model_history.md), with what is already done.
+and the total (about 8.2 h, the wall times in docs/model_history.md and the configs), with what is already done.
 
 Each training stage is one file under ``configs/model/`` holding every setting of its run (the card's command,
 overrides included); this script passes only paths: the starting weights, the run directory and the photo folders
@@ -86,6 +86,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("v5_ft4", "train", ("v5_graft1",), "11_v5_fragments_mixed.yaml"),
     Stage("v5", "graft", ("v4", "v5_ft4"), options=HIGH_RES_BLOCKS),
     Stage("v6", "train", ("v5",), "12_v6_edge_refine.yaml"),
+    Stage("v7", "train", ("v6",), "13_v7_frozen_bn_ema.yaml"),
 )
 
 
