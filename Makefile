@@ -33,7 +33,7 @@ test: $(BIN)/.installed test-light
 	$(DOCS_BUILD)
 	$(BIN)/python -m pytest -q
 
-# Reproduce the shipped weights from the photos (about 7.5 h on a 2-core CPU; resumable: run it again).
+# Reproduce the shipped weights from the photos (about 8.2 h on a 2-core CPU; resumable: run it again).
 # Runs go to $$PCONV_RUNS or ~/pconv_runs. Options: make model ARGS="--dry-run" (the plan), "--until v3", "--tiny".
 model: $(BIN)/.installed
 	$(BIN)/python tools/make_model.py $(ARGS)
