@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import pconv.checkpoint
 from pconv.checkpoint import export_weights, list_checkpoints, load_latest_checkpoint, read_checkpoint
 from pconv.config import Config, load_config
 from pconv.model import load_weights
@@ -214,7 +215,7 @@ def _photos(folder: Path, count: int = 6) -> Path:
     return folder
 
 
-def test_cli_tiny_preset_trains_resumes_and_exports(tmp_path: Path, capsys) -> None:
+def test_cli_tiny_preset_trains_resumes_and_exports(tmp_path: Path, capsys, monkeypatch) -> None:
     from pconv.cli import main
 
     photos = _photos(tmp_path / "photos")
@@ -230,7 +231,12 @@ def test_cli_tiny_preset_trains_resumes_and_exports(tmp_path: Path, capsys) -> N
     assert main(["train", "--resume", str(run_dir), "--phase2.steps=4"]) == 0
     assert final_model(run_dir)["__step"] == 12
     out = tmp_path / "model.safetensors"
-    assert main(["export-weights", str(run_dir), "--output", str(out), "--fp16"]) == 0
+    reads = []
+    real_read = pconv.checkpoint.read_checkpoint
+    monkeypatch.setattr(pconv.checkpoint, "read_checkpoint", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    ckpt = str(run_dir / "ckpt_00000012.pt")
+    assert main(["export-weights", ckpt, "--output", str(out), "--fp16"]) == 0
+    assert len(reads) == 1  # the checkpoint is read once (it holds the optimizer too)
     assert load_weights(out).config.depth == 4
     assert main(["export-weights", str(run_dir), "--output", str(out)]) == 2  # no overwrite without --overwrite
 

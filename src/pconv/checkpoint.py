@@ -31,6 +31,7 @@ __all__ = [
     "model_from_checkpoint",
     "checkpoint_model",
     "export_weights",
+    "write_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -155,8 +156,20 @@ def export_weights(
         raw: write the trained weights even when the checkpoint holds a weight average (by default the average).
     """
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise ValueError(f"{output} exists; pass --overwrite to replace it")
-    model, _, _ = checkpoint_model(checkpoint, raw=raw)
+    _refuse_existing(output, overwrite)
+    return write_weights(checkpoint_model(checkpoint, raw=raw)[0], output, dtype=dtype, overwrite=overwrite)
+
+
+def write_weights(
+    model: PConvUNet, output: str | Path, *, dtype: torch.dtype = torch.float32, overwrite: bool = False
+) -> Path:
+    """Write a network loaded by ``checkpoint_model`` as safetensors weights (the second half of ``export_weights``)."""
+    output = Path(output)
+    _refuse_existing(output, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     return save_weights(model, output, dtype=dtype)
+
+
+def _refuse_existing(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise ValueError(f"{output} exists; pass --overwrite to replace it")

@@ -24,11 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from pconv.checkpoint import checkpoint_model, export_weights
+    from pconv.checkpoint import checkpoint_model, write_weights
 
     dtype = torch.float16 if args.fp16 else torch.float32
-    path = export_weights(args.checkpoint, args.output, dtype=dtype, overwrite=args.overwrite, raw=args.raw)
-    model, config, weights = checkpoint_model(args.checkpoint, raw=args.raw)
+    model, config, weights = checkpoint_model(args.checkpoint, raw=args.raw)  # read once
+    path = write_weights(model, args.output, dtype=dtype, overwrite=args.overwrite)
     params = sum(p.numel() for p in model.parameters())
     kind = "the EMA weight average" if weights == "ema" else "the trained weights"
     print(
