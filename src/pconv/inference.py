@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from pconv.model import PConvUNet
 
 __all__ = [
+    "SETTING_RANGES",
     "DEFAULT_MARGIN",
     "DEFAULT_MAX_SIDE",
     "DEFAULT_ONNX_NAME",
@@ -325,6 +326,16 @@ def _merge_overlapping(windows: list[Window]) -> list[Window]:
     return merged
 
 
+# The integer settings of ``Inpainter``: name -> (least, most or None), checked there and named by the CLI's flags.
+SETTING_RANGES: dict[str, tuple[int, int | None]] = {
+    "max_side": (16, None),
+    "margin": (0, None),
+    "dilate": (0, None),
+    "batch_size": (1, None),
+    "threshold": (0, 254),
+}
+
+
 class Inpainter:
     """Fill the holes of images with a partial-convolution U-Net.
 
@@ -384,16 +395,12 @@ class Inpainter:
             raise ValueError("pass at most one of weights, model and predictor")
         if mask_polarity not in MASK_POLARITIES:
             raise ValueError(f"mask_polarity must be one of {MASK_POLARITIES}, got {mask_polarity!r}")
+        given = dict(max_side=max_side, margin=margin, dilate=dilate, batch_size=batch_size, threshold=threshold)
         wrong = [
-            f"{name}={value} (must be {rule})"
-            for name, value, ok, rule in (
-                ("max_side", max_side, max_side >= 16, ">= 16"),
-                ("margin", margin, margin >= 0, ">= 0"),
-                ("dilate", dilate, dilate >= 0, ">= 0"),
-                ("batch_size", batch_size, batch_size >= 1, ">= 1"),
-                ("threshold", threshold, 0 <= threshold <= 254, "0..254"),
-            )
-            if not ok
+            f"{name}={value} (must be {f'>= {least}' if most is None else f'{least}..{most}'})"
+            for name, value in given.items()
+            for least, most in [SETTING_RANGES[name]]
+            if value < least or (most is not None and value > most)
         ]
         if wrong:
             raise ValueError(f"bad settings: {', '.join(wrong)}")

@@ -164,14 +164,12 @@ def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple[list[Job], list[tup
 
 def _check_scale_options(args: argparse.Namespace, ranks: Ranks) -> None:
     """One-line errors for options that cannot work together."""
-    for option, least, most in (
-        ("batch_size", 1, None),
-        ("workers", 0, None),
-        ("threads", 1, None),
-        ("dilate", 0, None),
-        ("max_side", 16, None),
-        ("threshold", 0, 254),
-    ):
+    from pconv.inference import SETTING_RANGES
+
+    ranges = {"workers": (0, None), "threads": (1, None), **SETTING_RANGES}
+    for option, (least, most) in ranges.items():
+        if option not in vars(args):  # margin: not a flag
+            continue
         value = getattr(args, option)
         flag = f"--{option.replace('_', '-')}"
         if value is not None and value < least:
