@@ -1,6 +1,7 @@
 """MkDocs hooks for the pconv site (``mkdocs.yml``: ``hooks: [tools/docs_hooks.py]``).
 
-Two kinds of page are made at build time, so they cannot drift from their source:
+Two kinds of page are made at build time, so they cannot drift from their source (and, after the build, the
+Try it page in ``site/try``: ``tools/build_try.py``):
 
 - Files that live outside ``docs/`` because the package, the tests or GitHub's front page need them there
   (``README.md``, ``CONTRIBUTING.md``, ``CHANGELOG.md``, the model card, ``benchmarks/RESULTS.md``) are included
@@ -140,3 +141,13 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 def on_page_markdown(markdown: str, **kwargs: object) -> str:
     """Every page: lists that GitHub starts without a blank line start on the site too."""
     return blank_line_before_lists(markdown)
+
+
+def on_post_build(config: MkDocsConfig) -> None:
+    """The Try it page (the editor running the model in the browser) into ``site/try`` (``tools/build_try.py``)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import build_try
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    build_try.build(Path(config.site_dir))

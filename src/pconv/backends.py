@@ -7,8 +7,11 @@ Both run the same partial-convolution U-Net (arXiv 1804.07723, section 3.3) and 
 - the prediction: (N, 3, H, W) float32, about [0, 1], the network's raw output everywhere (known pixels included).
 
 Backends:
-- ``OnnxNetwork``: ONNX Runtime on a graph written by ``pconv export-onnx`` (the package ships the default model's
-  as ``pconv/weights/pconv_default.onnx``). Needs only numpy and onnxruntime; torch is never imported.
+- ``OnnxNetwork``: ONNX Runtime on a graph written by ``pconv export-onnx``. Needs only numpy and onnxruntime; torch
+  is never imported. The graph is either the network alone (inputs ``image``, ``valid_mask``) or **the whole fill**
+  (``pconv.fill_graph``: uint8 image and hole mask in, filled uint8 image out, the flip and shift averages inside),
+  which is what the package ships as ``pconv/weights/pconv_default.onnx``; ``OnnxNetwork.fill`` runs that one, and
+  calling it as a network runs it with both averages off (the prediction then comes back in steps of 1/255).
 - ``TorchNetwork``: PyTorch on a ``PConvUNet``, by default a copy with BatchNorm folded and channels-last layout
   (``pconv.model.fuse_for_inference``), on the CPU or a GPU. Needs ``pip install "pconv[torch]"``.
 
@@ -48,7 +51,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
-ONNX_INPUTS = ("image", "valid_mask")
+ONNX_INPUTS = ("image", "valid_mask")  # the network graph's inputs
+FILL_INPUTS = ("image", "hole_mask", "flip", "shift")  # the fill graph's (pconv.fill_graph), flip and shift optional
 # Backend -> (Python module it needs, how to install it).
 _NEEDS = {
     "torch": ("torch", "pip install 'pconv[torch]'"),
@@ -178,13 +182,17 @@ class TorchNetwork:
 
 
 class OnnxNetwork:
-    """ONNX Runtime backend: a graph written by ``pconv export-onnx`` (inputs ``image`` and ``valid_mask``).
+    """ONNX Runtime backend: a graph written by ``pconv export-onnx``, the network alone or the whole fill.
 
     Args:
         path: the ONNX file.
         device: ``None`` or ``"cpu"`` runs on the CPU; ``"cuda"`` / ``"cuda:N"`` needs onnxruntime-gpu.
         providers: onnxruntime execution providers, instead of ``device``'s.
         threads: CPU threads of this session (``None``: onnxruntime's default, one per core).
+
+    Attributes:
+        graph: ``"fill"`` (inputs ``image`` uint8, ``hole_mask``, ``flip``, ``shift``) or ``"network"`` (inputs
+            ``image``, ``valid_mask``).
     """
 
     name = "onnx"
@@ -216,20 +224,59 @@ class OnnxNetwork:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ValueError(f"{path} is not a loadable ONNX model ({type(exc).__name__})") from None
         names = tuple(i.name for i in self.session.get_inputs())
-        if names != ONNX_INPUTS:
-            raise ValueError(f"{path} takes inputs {names}, expected {ONNX_INPUTS}; export it with `pconv export-onnx`")
+        optional = {i.name for i in self.session.get_overridable_initializers()}
+        if names == ONNX_INPUTS:
+            self.graph = "network"
+        elif names == FILL_INPUTS or (names == FILL_INPUTS[:2] and optional >= set(FILL_INPUTS[2:])):
+            self.graph = "fill"
+        else:
+            raise ValueError(
+                f"{path} takes inputs {names}, expected {FILL_INPUTS} or {ONNX_INPUTS}; export it with "
+                "`pconv export-onnx`"
+            )
         self.path = path
         self.device = str(device or "cpu")
 
     @property
     def metadata(self) -> dict[str, str]:
-        """The graph's metadata (``pconv export-onnx`` records the model config and its weights file's SHA-256)."""
+        """The graph's metadata (``pconv export-onnx`` records the graph, the model config and its weights' SHA-256)."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = known -> prediction (N, 3, H, W) float32 (module docstring)."""
+        """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = known -> prediction (N, 3, H, W) float32 (module docstring).
+
+        On a fill graph: its fill with both averages off, in [0, 1] in steps of 1/255, the image's own values
+        (rounded to 1/255) at known pixels.
+        """
+        if self.graph == "fill":
+            pixels = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+            hole_mask = np.where(np.asarray(valid_mask)[:, 0] > 0, 0, 255).astype(np.uint8)
+            filled = self.fill(pixels, hole_mask, flip=False, shift=False)
+            return filled.transpose(0, 3, 1, 2).astype(np.float32) / 255
         (output,) = self.session.run(["output"], {"image": _float32(image), "valid_mask": _float32(valid_mask)})
         return output
+
+    def fill(self, image: np.ndarray, hole_mask: np.ndarray, *, flip: bool = True, shift: bool = True) -> np.ndarray:
+        """Run a fill graph (``graph == "fill"``): the whole fill of ``pconv.fill_graph``.
+
+        Args:
+            image: (N, H, W, 3) uint8 RGB.
+            hole_mask: (N, H, W) uint8, > 127 = hole.
+            flip: average with the fill of the mirrored image.
+            shift: average with the fill of the image moved one pixel.
+        Returns:
+            (N, H, W, 3) uint8, the input's bytes at known pixels.
+        """
+        if self.graph != "fill":
+            raise ValueError(f"{self.path} is the network alone, not a fill graph; export one with `pconv export-onnx`")
+        feed = {
+            "image": np.ascontiguousarray(image, dtype=np.uint8),
+            "hole_mask": np.ascontiguousarray(hole_mask, dtype=np.uint8),
+            "flip": np.array(float(flip), dtype=np.float32),
+            "shift": np.array(float(shift), dtype=np.float32),
+        }
+        (filled,) = self.session.run(["filled"], feed)
+        return filled
 
 
 def _float32(array: np.ndarray) -> np.ndarray:

@@ -1,7 +1,16 @@
 """ONNX export of ``PConvUNet`` (arXiv 1804.07723) with dynamic batch, height and width, checked with onnxruntime.
 
-The graph is ``PConvUNet.forward`` of the network with BatchNorm folded (``pconv.model.fuse_for_inference``; the
-same output to float rounding, and fewer operations for ONNX Runtime):
+Two graphs, both of the network with BatchNorm folded (``pconv.model.fuse_for_inference``; the same output to float
+rounding, and fewer operations for ONNX Runtime):
+
+``graph="fill"`` (the default, and the shipped ``pconv_default.onnx``): **the whole fill**, ``pconv.fill_graph.FillGraph``:
+- inputs ``image`` (N, H, W, 3) uint8 RGB, ``hole_mask`` (N, H, W) uint8 (> 127 = hole, **white = hole**), and the
+  optional scalars ``flip`` and ``shift`` (() float32, default 1 = the four-pass average; 0 turns one off);
+- output ``filled`` (N, H, W, 3) uint8, known pixels identical to ``image``.
+Every runtime (ONNX Runtime in Python, ONNX Runtime Web in the browser) then gives the same bytes; what stays in
+Python (``pconv.inference``) is windows and resizing for large photos, dilation and file handling.
+
+``graph="network"``: ``PConvUNet.forward`` alone:
 - inputs ``image`` (N, 3, H, W) float32 in [0, 1] and ``valid_mask`` (N, 1, H, W) float32 in {0, 1},
   **1 = known pixel** (the paper's M; a hole mask must be flipped first: ``valid_mask = 1 - hole_mask``);
 - outputs ``output`` (N, 3, H, W), the raw prediction everywhere (about [0, 1]; keep the known pixels with
@@ -10,7 +19,8 @@ Any H and W work: the padding to the network's multiple ``2**depth`` (256 for th
 hole, and the crop back are inside the graph, so callers need not pad. The export uses PyTorch's TorchScript-based
 exporter (``dynamo=False``), which records those size computations as graph operations.
 
-The file's metadata (``OnnxNetwork.metadata``) records the network's config (``pconv_model_config``) and, when it was
+The file's metadata (``OnnxNetwork.metadata``) records the graph (``pconv_graph``: fill or network), the network's config
+(``pconv_model_config``) and, when it was
 exported from a weights file, that file's SHA-256 (``pconv_weights_sha256``): the package's
 ``pconv_default.onnx`` is the export of its ``pconv_default.safetensors``, and a test keeps the two together.
 
@@ -36,13 +46,15 @@ if TYPE_CHECKING:
     from pconv.inference import Inpainter
     from pconv.model import PConvUNet
 
-__all__ = ["DEFAULT_OPSET", "OnnxPredictor", "check_onnx", "export_onnx", "file_sha256", "onnx_inpainter"]
+__all__ = ["DEFAULT_OPSET", "GRAPHS", "OnnxPredictor", "check_onnx", "export_onnx", "file_sha256", "onnx_inpainter"]
 
 DEFAULT_OPSET = 17
+GRAPHS = ("fill", "network")  # what export_onnx writes: the whole fill (uint8 in and out) or the network alone
 INPUT_NAMES = ONNX_INPUTS
 OUTPUT_NAMES = ("output", "output_mask")
 CONFIG_KEY = "pconv_model_config"
 WEIGHTS_SHA_KEY = "pconv_weights_sha256"
+GRAPH_KEY = "pconv_graph"
 
 # The onnxruntime runner: ``(image, valid_mask) -> output`` on float32 numpy arrays (pconv.backends).
 OnnxPredictor = OnnxNetwork
@@ -63,6 +75,7 @@ def export_onnx(
     model: PConvUNet,
     path: str | Path,
     *,
+    graph: str = "fill",
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
     weights_file: str | Path | None = None,
@@ -71,6 +84,8 @@ def export_onnx(
 
     Args:
         model: the network; exported in eval mode (BatchNorm uses its running statistics); it is not modified.
+        graph: ``"fill"``, the whole fill (uint8 image and hole mask in, filled uint8 image out; module docstring),
+            or ``"network"``, the network alone (float image and valid mask in, raw prediction out).
         opset: ONNX opset version.
         overwrite: replace an existing file; otherwise FileExistsError.
         weights_file: the safetensors file ``model`` was loaded from; its SHA-256 goes into the metadata.
@@ -82,66 +97,113 @@ def export_onnx(
 
     from pconv.model import fuse_for_inference
 
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {path.parent} does not exist")
     fused = fuse_for_inference(model.cpu())
-    h, w = _example_sizes(fused)[0]
-    example = (torch.rand(1, fused.config.in_channels, h, w), torch.ones(1, 1, h, w))
-    dims = {0: "batch", 2: "height", 3: "width"}
+    module, example, names, dynamic = _traced_form(fused, graph)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings from the shape checks, the exporter's deprecation note
             torch.onnx.export(
-                fused,
+                module,
                 example,
                 str(tmp),
                 dynamo=False,
                 opset_version=opset,
-                input_names=list(INPUT_NAMES),
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes={name: dims for name in (*INPUT_NAMES, *OUTPUT_NAMES)},
+                input_names=list(names[0]),
+                output_names=list(names[1]),
+                dynamic_axes=dynamic,
             )
-        graph = onnx.load(str(tmp))
-        metadata = {CONFIG_KEY: json.dumps(model.config.to_dict(), sort_keys=True)}
+        proto = onnx.load(str(tmp))
+        if graph == "fill":
+            _default_scalars(proto, {"flip": 1.0, "shift": 1.0})
+        metadata = {GRAPH_KEY: graph, CONFIG_KEY: json.dumps(model.config.to_dict(), sort_keys=True)}
         if weights_file is not None:
             metadata[WEIGHTS_SHA_KEY] = file_sha256(weights_file)
-        onnx.helper.set_model_props(graph, metadata)
-        onnx.checker.check_model(graph)
-        onnx.save(graph, str(tmp))
+        onnx.helper.set_model_props(proto, metadata)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
+def _traced_form(fused: PConvUNet, graph: str) -> tuple[Any, tuple, tuple, dict]:
+    """(module, example inputs, (input names, output names), dynamic axes) for ``torch.onnx.export``."""
+    import torch
+
+    h, w = _example_sizes(fused)[0]
+    if graph == "network":
+        example = (torch.rand(1, fused.config.in_channels, h, w), torch.ones(1, 1, h, w))
+        dims = {0: "batch", 2: "height", 3: "width"}
+        return fused, example, (INPUT_NAMES, OUTPUT_NAMES), {n: dims for n in (*INPUT_NAMES, *OUTPUT_NAMES)}
+    from pconv.fill_graph import FILL_INPUTS, FILL_OUTPUTS, FillGraph
+
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (1, h, w, 3), generator=gen, dtype=torch.uint8)
+    hole_mask = (torch.rand(1, h, w, generator=gen) > 0.7).to(torch.uint8) * 255
+    example = (image, hole_mask, torch.tensor(1.0), torch.tensor(1.0))
+    dims = {0: "batch", 1: "height", 2: "width"}
+    dynamic = {"image": dims, "hole_mask": dims, "filled": dims}
+    return FillGraph(fused).eval(), example, (FILL_INPUTS, FILL_OUTPUTS), dynamic
+
+
+def _default_scalars(proto: Any, defaults: dict[str, float]) -> None:
+    """Give the graph inputs ``defaults`` a value (an initializer of the same name), so callers may leave them out."""
+    import onnx
+
+    for name, value in defaults.items():
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array(value, dtype=np.float32), name))
+
+
 def check_onnx(
     model: PConvUNet, path: str | Path, *, sizes: list[tuple[int, int]] | None = None, batch: int = 2, seed: int = 0
 ) -> float:
-    """Max abs difference of ``output`` between onnxruntime and PyTorch on random images and holes.
+    """Max abs difference between onnxruntime on ``path`` and PyTorch on ``model``, on random images and holes.
+
+    A network graph is compared on its raw ``output``; a fill graph on its filled 8-bit image against PyTorch's
+    four-pass fill (``pconv.inference.averaged_predictor``, composited and rounded), in units of [0, 1].
 
     Args:
         model: the (unfused) network the file was exported from.
         sizes: (H, W) to try; default two sizes that are not multiples of ``2**depth``.
         batch: images per size.
     Returns:
-        The largest absolute difference over all sizes (float32 round-off, about 1e-6, for a faithful export).
+        The largest absolute difference over all sizes: float32 round-off (about 1e-6) for a faithful network
+        graph; 0 or one level (1/255, a value that float round-off tipped over a rounding edge) for a fill graph.
     """
     import torch
+
+    from pconv.inference import averaged_predictor
 
     network = OnnxNetwork(path)
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
     model = model.eval().cpu()
-    for h, w in sizes or _example_sizes(model):
-        image = torch.rand(batch, model.config.in_channels, h, w, generator=gen)
-        valid_mask = (torch.rand(batch, 1, h, w, generator=gen) > 0.3).float()
+
+    def torch_net(x: np.ndarray, m: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            expected = model(image, valid_mask)[0].numpy()
-        worst = max(worst, float(np.abs(network(image.numpy(), valid_mask.numpy()) - expected).max()))
+            return model(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(m)))[0].numpy()
+
+    for h, w in sizes or _example_sizes(model):
+        image = torch.rand(batch, model.config.in_channels, h, w, generator=gen).numpy()
+        valid_mask = (torch.rand(batch, 1, h, w, generator=gen) > 0.3).float().numpy()
+        if network.graph == "fill":
+            pixels = np.rint(image * 255).astype(np.uint8)  # (N, 3, H, W)
+            image = pixels.astype(np.float32) / 255
+            got = network.fill(pixels.transpose(0, 2, 3, 1), np.where(valid_mask[:, 0] > 0, 0, 255).astype(np.uint8))
+            pred = np.clip(averaged_predictor(torch_net)(image, valid_mask), 0, 1)
+            expected = np.rint(np.where(valid_mask > 0, image, pred) * 255).transpose(0, 2, 3, 1)
+            worst = max(worst, float(np.abs(got.astype(np.float64) - expected).max()) / 255)
+        else:
+            worst = max(worst, float(np.abs(network(image, valid_mask) - torch_net(image, valid_mask)).max()))
     return worst
 
 

@@ -2,17 +2,21 @@
 (arXiv 1804.07723).
 
 One pipeline, two network backends: everything around the network (mask reading and polarity, dilation, windows
-for large images, resizing, the flip and shift averages, compositing) works here on numpy arrays, and the network is
-one call ``(image, valid_mask) -> prediction`` from ``pconv.backends``: ONNX Runtime (``OnnxNetwork``, which never
-imports torch) or PyTorch (``TorchNetwork``, CPU or GPU). ``backend="auto"`` (the default) takes PyTorch when it is
-installed and a GPU is present, ONNX Runtime otherwise; the default model ships in both forms
+for large images, resizing) works here on numpy arrays. On ONNX Runtime (``OnnxNetwork``, which never imports torch)
+the shipped ``pconv_default.onnx`` is the **whole fill as one graph** (``pconv.fill_graph``: 8-bit image and hole
+mask in, the flip and shift averages and the compositing inside, 8-bit image out), the same graph the browser runs;
+on PyTorch (``TorchNetwork``, CPU or GPU) the network is one call ``(image, valid_mask) -> prediction`` and the
+averages and compositing run here, with the same arithmetic. ``backend="auto"`` (the default) takes PyTorch when it
+is installed and a GPU is present, ONNX Runtime otherwise; the default model ships in both forms
 (``pconv/weights/pconv_default.safetensors`` and its export ``pconv_default.onnx``). Tensor images and masks are
-accepted too; they exist only where torch is already imported, and come back as tensors.
+accepted too; they exist only where torch is already imported, and come back as tensors (on ONNX Runtime their
+values are rounded to 8 bits for the network).
 
 Polarity: everything public here takes a ``hole_mask`` (white / 255 / 1 = missing pixel), as mask files, the CLI
 and the HTTP API do. Grey masks are binarised at ``pconv.masks.HOLE_THRESHOLD`` (grey > 127 is hole); the
 ``mask_polarity="black-hole"`` option reads black as hole instead. The flip to the paper's ``valid_mask`` (1 = known,
-section 3.1) happens once per path, in ``Inpainter._predict_holes``, with ``pconv.masks.hole_to_valid``.
+section 3.1) happens once per path: in ``Inpainter._fill_holes`` with ``pconv.masks.hole_to_valid``, or inside the
+fill graph (``pconv.fill_graph``).
 
 Known pixels are never touched: the result is ``where(hole, prediction, image)`` computed in the caller's own
 number type (uint8 for PIL images and numpy arrays, the input's float dtype for tensors), so every known pixel is
@@ -23,8 +27,8 @@ to its multiple ``2**depth`` internally. A larger image is filled window by wind
 the hole's connected regions (found on a grid of 32 px cells) each get a window with ``margin`` pixels of context
 (default 128, and at least ``max_side // 2`` px a side where the image allows), overlapping windows are merged,
 a window still longer than ``max_side`` is resized down for the network (area average; a cell with any hole pixel
-is hole) and its prediction resized back up (bicubic, as PyTorch's ``interpolate``), and only hole pixels are
-pasted back. A hole spread over the whole image thus degrades gracefully into "resize the image down, fill,
+is hole), filled, and that fill (known pixels kept) resized back up (bicubic, as PyTorch's ``interpolate``), and
+only hole pixels are pasted back. A hole spread over the whole image thus degrades gracefully into "resize the image down, fill,
 resize the fill back up".
 
 Test-time averaging (both default on, ``averaged_predictor``): flip averaging also fills the left-right mirror
@@ -514,6 +518,9 @@ class Inpainter:
     def _fill(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
         """Run the network, resizing down first if the image is longer than ``max_side``.
 
+        A resized image is filled small, known pixels kept, and that fill resized back up; only its hole pixels
+        are used.
+
         Args:
             image: (N, 3, H, W) float32 in [0, 1].
             hole_mask: (N, 1, H, W) float32 in {0, 1}, 1 = hole.
@@ -523,18 +530,27 @@ class Inpainter:
         h, w = image.shape[2:]
         scale = self.max_side / max(h, w)
         if scale >= 1:
-            pred = self._predict_holes(image, hole_mask)
+            pred = self._fill_holes(image, hole_mask)
         else:
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             small_hole = (resize_area(hole_mask, size) > 0).astype(np.float32)  # any hole pixel -> hole
-            small = self._predict_holes(resize_area(image, size), small_hole)
-            pred = resize_bicubic(small, (h, w))
+            pred = resize_bicubic(self._fill_holes(resize_area(image, size), small_hole), (h, w))
         return np.where(hole_mask > 0, np.clip(pred, 0, 1), image)
 
-    def _predict_holes(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = hole -> raw prediction (N, 3, H, W) float32."""
+    def _fill_holes(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = hole -> (N, 3, H, W) float32 in [0, 1], known pixels kept.
+
+        A fill graph (``OnnxNetwork.graph == "fill"``) does it all in one call, on 8-bit pixels; otherwise the
+        averaged network runs here (the same arithmetic as the graph).
+        """
+        if getattr(self.network, "graph", None) == "fill":
+            pixels = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)  # (N, H, W, 3)
+            hole_bytes = (hole_mask[:, 0] > 0).astype(np.uint8) * 255  # (N, H, W), white = hole
+            filled = self.network.fill(pixels, hole_bytes, flip=self.flip_average, shift=self.shift_average)
+            return filled.transpose(0, 3, 1, 2).astype(np.float32) / 255
         valid_mask = hole_to_valid(hole_mask)  # the one polarity flip on this path
-        return np.asarray(self._predict(image, valid_mask), dtype=np.float32)
+        pred = np.asarray(self._predict(image, valid_mask), dtype=np.float32)
+        return np.where(hole_mask > 0, np.clip(pred, 0, 1), image)
 
 
 def averaged_predictor(predict: Predictor, *, flip: bool = True, shift: bool = True) -> Predictor:

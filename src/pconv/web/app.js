@@ -1,5 +1,9 @@
 // pconv web editor: open a photo, paint the hole (white = hole in the mask sent), inpaint, compare, download.
-// Talks only to this server (POST /api/v1/inpaint, GET /health); loads nothing from anywhere else.
+// Two engines, chosen by <body data-engine>: "server" (the default, `pconv serve`) posts to this server
+// (POST /api/v1/inpaint, GET /health); "browser" (the docs' Try it page) runs the model in a Web Worker
+// (static/worker.js, ONNX Runtime Web) and sends nothing anywhere. Either loads nothing from another origin.
+// The page's scripting interface: window.pconv.inpaint(image: ImageData, hole: ImageData) -> Promise<ImageData>
+// (hole: white = hole; with transparency, opaque = hole), the same fill as the Inpaint button.
 "use strict";
 
 (() => {
@@ -12,6 +16,7 @@
     stage: $("stage"), dropzone: $("dropzone"), wrap: $("canvas-wrap"), cursor: $("cursor"), divider: $("divider"),
     photo: $("photo-canvas"), before: $("before-canvas"), mask: $("mask-canvas"),
   };
+  const ENGINE = document.body.dataset.engine === "browser" ? "browser" : "server";
   const PAINT = [37, 99, 235]; // the accent blue: stands out on skin, foliage and sky alike
   const HOLE_ALPHA = 128; // mask pixels at least this opaque are sent as hole (what the overlay shows)
 
@@ -301,20 +306,15 @@
 
   async function runInpaint() {
     if (!state.width || state.busy) return;
+    const dilate = Math.max(0, Math.min(64, Number(ui.dilate.value) || 0));
     const { blob, holes } = await exportMask();
     if (!holes) return setStatus("Paint over the area to fill first (or upload a mask).", "error");
-    const form = new FormData();
-    form.append("image", state.source, state.source === state.original ? state.name + fileExt(state.original) : "current.png");
-    form.append("mask", blob, "mask.png");
-    form.append("dilate", String(Math.max(0, Math.min(64, Number(ui.dilate.value) || 0))));
     state.busy = true;
     refreshButtons();
     setStatus(`Inpainting ${holes} pixels…`, "busy");
     const started = performance.now();
     try {
-      const response = await fetch("/api/v1/inpaint", { method: "POST", body: form });
-      if (!response.ok) throw new Error(await errorText(response));
-      const png = await response.blob();
+      const png = ENGINE === "browser" ? await fillHere(dilate) : await fillOnServer(blob, dilate);
       const img = await loadImage(png);
       ui.photo.getContext("2d").drawImage(img, 0, 0);
       state.source = png;
@@ -328,6 +328,86 @@
       state.busy = false;
       refreshButtons();
     }
+  }
+
+  async function fillOnServer(maskBlob, dilate) {
+    const form = new FormData();
+    form.append("image", state.source, state.source === state.original ? state.name + fileExt(state.original) : "current.png");
+    form.append("mask", maskBlob, "mask.png");
+    form.append("dilate", String(dilate));
+    const response = await fetch("/api/v1/inpaint", { method: "POST", body: form });
+    if (!response.ok) throw new Error(await errorText(response));
+    return response.blob();
+  }
+
+  // The browser engine: the photo as shown, the painted hole, the worker's fill, as a PNG.
+  async function fillHere(dilate) {
+    const image = ui.photo.getContext("2d").getImageData(0, 0, state.width, state.height);
+    const paint = ui.mask.getContext("2d").getImageData(0, 0, state.width, state.height).data;
+    const hole = new Uint8Array(state.width * state.height);
+    for (let i = 0; i < hole.length; i++) hole[i] = paint[i * 4 + 3] >= HOLE_ALPHA ? 1 : 0;
+    const filled = await worker.fill(image, hole, dilate, (text) => setStatus(text, "busy"));
+    const canvas = document.createElement("canvas");
+    canvas.width = state.width;
+    canvas.height = state.height;
+    canvas.getContext("2d").putImageData(filled, 0, 0);
+    return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+  }
+
+  // ---------- the model in a Web Worker (browser engine) ----------
+  const worker = {
+    thread: null, next: 1, pending: new Map(),
+    start() {
+      if (this.thread) return this.thread;
+      this.thread = new Worker("static/worker.js", { type: "module" });
+      this.thread.onmessage = (event) => {
+        const { id, kind } = event.data;
+        const job = this.pending.get(id);
+        if (!job) return;
+        if (kind === "progress") return job.progress(event.data.text);
+        this.pending.delete(id);
+        if (kind === "done") job.resolve(new ImageData(new Uint8ClampedArray(event.data.rgba), job.width, job.height));
+        else job.reject(new Error(event.data.message));
+      };
+      this.thread.onerror = (event) => {
+        for (const job of this.pending.values()) job.reject(new Error(event.message || "the model could not start"));
+        this.pending.clear();
+      };
+      return this.thread;
+    },
+    // image: ImageData; hole: Uint8Array (H*W), 1 = hole -> Promise<ImageData> (known pixels and alpha kept)
+    fill(image, hole, dilate = 0, progress = () => {}) {
+      const id = this.next++;
+      const rgba = image.data.slice().buffer;
+      const holes = hole.slice().buffer;
+      return new Promise((resolve, reject) => {
+        this.pending.set(id, { resolve, reject, progress, width: image.width, height: image.height });
+        this.start().postMessage({ id, rgba, hole: holes, width: image.width, height: image.height, dilate }, [rgba, holes]);
+      });
+    },
+  };
+
+  // window.pconv.inpaint: hole white (grey > 127) = hole, or, where the hole image has transparency, alpha > 127.
+  function holeFromImageData(holeImage) {
+    const px = holeImage.data;
+    const hole = new Uint8Array(holeImage.width * holeImage.height);
+    let transparent = false;
+    for (let i = 3; i < px.length; i += 4) if (px[i] < 255) { transparent = true; break; }
+    for (let i = 0; i < hole.length; i++) {
+      const grey = (299 * px[i * 4] + 587 * px[i * 4 + 1] + 114 * px[i * 4 + 2]) / 1000;
+      hole[i] = (transparent ? px[i * 4 + 3] : grey) > 127 ? 1 : 0;
+    }
+    return hole;
+  }
+
+  async function inpaintImageData(image, holeImage, { dilate = 0 } = {}) {
+    if (!(image instanceof ImageData) || !(holeImage instanceof ImageData)) {
+      throw new TypeError("pconv.inpaint(image, hole) takes two ImageData objects");
+    }
+    if (image.width !== holeImage.width || image.height !== holeImage.height) {
+      throw new RangeError(`the hole is ${holeImage.width}x${holeImage.height} but the image is ${image.width}x${image.height}`);
+    }
+    return worker.fill(image, holeFromImageData(holeImage), dilate);
   }
 
   function fileExt(file) {
@@ -435,6 +515,7 @@
   }
 
   async function fetchLimits() {
+    if (ENGINE === "browser") return; // no server: any size this browser can hold
     try {
       const response = await fetch("/health");
       if (response.ok) state.limits = await response.json();
@@ -443,7 +524,19 @@
     }
   }
 
+  function setUpEngine() {
+    if (ENGINE !== "browser") return;
+    $("local-note").hidden = false;
+    const docs = $("docs-link");
+    docs.href = "../";
+    docs.textContent = "Documentation";
+    docs.removeAttribute("target");
+    setStatus("Open a photo to begin. It stays on this computer: the model runs in this browser.");
+    window.pconv = { inpaint: inpaintImageData, engine: ENGINE };
+  }
+
   bind();
+  setUpEngine();
   setBrushSize(brushSize());
   refreshButtons();
   fetchLimits();

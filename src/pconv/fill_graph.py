@@ -1,0 +1,105 @@
+"""The whole fill as one module: uint8 image and hole mask in, filled uint8 image out (arXiv 1804.07723).
+
+``FillGraph`` wraps a ``PConvUNet`` with everything between a photo's bytes and the network that a graph does well,
+so that ``pconv export-onnx`` writes it as **one ONNX graph** every runtime runs the same way (ONNX Runtime in
+Python, ONNX Runtime Web in the browser, any other ONNX runtime):
+
+- the mask polarity: ``hole_mask`` is white = hole (grey > 127 is hole, ``pconv.masks.HOLE_THRESHOLD``), flipped
+  once, here, into the paper's ``valid_mask`` (1 = known);
+- the scaling of 0..255 to [0, 1];
+- the test-time flip and one-pixel shift averages (``pconv.inference.flip_averaged`` and ``shift_averaged``: the
+  same arithmetic, so the same floats), chosen per call by the scalar inputs ``flip`` and ``shift``. The variants
+  run in two network calls (as is with mirrored, moved with moved-and-mirrored); a variant that is off joins its
+  call as an empty batch, so it costs nothing;
+- clamping, rounding half to even (numpy's ``rint``, ONNX ``Round``) and putting the known pixels back: every known
+  pixel of the output is the input's byte.
+
+What stays outside (``pconv.inference``): windows and resizing for large photos, dilation, mask reading and
+thresholds other than 127, file handling.
+
+Inputs and outputs (names as in the ONNX graph):
+- ``image``: (N, H, W, 3) uint8 RGB, any H and W (the network pads to its multiple internally);
+- ``hole_mask``: (N, H, W) uint8, > 127 = hole (white = hole, as everywhere in pconv);
+- ``flip``, ``shift``: () float32, 1 = on, 0 = off (the ONNX file gives both the default 1);
+- ``filled``: (N, H, W, 3) uint8 RGB.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pconv.model import PConvUNet
+
+__all__ = ["FILL_INPUTS", "FILL_OUTPUTS", "FillGraph"]
+
+FILL_INPUTS = ("image", "hole_mask", "flip", "shift")
+FILL_OUTPUTS = ("filled",)
+_HOLE_ABOVE = 127.0  # pconv.masks.HOLE_THRESHOLD: grey above it is hole
+
+
+class FillGraph(nn.Module):
+    """uint8 RGB + hole mask -> filled uint8 RGB, with the flip and shift averages inside (module docstring).
+
+    Args:
+        network: the U-Net; used as given (pass ``fuse_for_inference(model)`` for a faster graph).
+    """
+
+    def __init__(self, network: PConvUNet) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: Tensor, hole_mask: Tensor, flip: Tensor, shift: Tensor) -> Tensor:
+        """Fill the hole pixels of ``image``.
+
+        Args:
+            image: (N, H, W, 3) uint8 RGB.
+            hole_mask: (N, H, W) uint8, > 127 = hole.
+            flip: () float, 1 = average with the mirrored image's fill, 0 = not.
+            shift: () float, 1 = average with the fill of the image moved one pixel down and right, 0 = not.
+        Returns:
+            (N, H, W, 3) uint8: the network's fill in the hole, the input's bytes elsewhere.
+        """
+        n, h, w = hole_mask.shape
+        pixels = image.permute(0, 3, 1, 2).float().contiguous()  # (N, 3, H, W) in 0..255
+        hole = (hole_mask.float() > _HOLE_ABOVE).unsqueeze(1)  # (N, 1, H, W) bool, True = hole
+        x = pixels / 255
+        valid_mask = (~hole).float()  # the one polarity flip on this path: 1 = known
+        # The four variants: as is, mirrored, moved, moved and mirrored, in two network calls: (as is + mirrored) and
+        # (moved + moved mirrored). A variant that is off joins its call as an empty batch, so it costs nothing; two
+        # calls keep peak memory at two passes' and the graph small (each call is a copy of the network's nodes).
+        moved, moved_mask = _moved_down_right(x), _moved_down_right(valid_mask)
+        take_flip = torch.nonzero((flip > 0.5).expand(n)).flatten()  # (N,) all images, or (0,) none
+        take_shift = torch.nonzero((shift > 0.5).expand(n)).flatten()
+        take_both = torch.nonzero((flip * shift > 0.5).expand(n)).flatten()
+        first = self.network(
+            torch.cat([x, x.flip(-1).index_select(0, take_flip)]),
+            torch.cat([valid_mask, valid_mask.flip(-1).index_select(0, take_flip)]),
+        )[0]  # (N or 2N, 3, H, W)
+        second = self.network(
+            torch.cat([moved.index_select(0, take_shift), moved.flip(-1).index_select(0, take_both)]),
+            torch.cat([moved_mask.index_select(0, take_shift), moved_mask.flip(-1).index_select(0, take_both)]),
+        )[0]  # (0, N or 2N, 3, H, W)
+        zeros = torch.zeros_like(x)
+        # (N, 3, H, W) each, zeros for a variant that did not run (weighted 0 below)
+        preds = [first[:n], torch.cat([first[n:], zeros])[:n]]
+        preds += [torch.cat([second, zeros])[:n], torch.cat([second[n:], zeros])[:n]]
+        half_flip = 0.5 * flip
+        # flip_averaged: (a + b) / 2, written as a * 0.5 + b * 0.5, which is the same float (halving is exact).
+        plain = preds[0] * (1 - half_flip) + preds[1].flip(-1) * half_flip
+        shifted = preds[2] * (1 - half_flip) + preds[3].flip(-1) * half_flip
+        shifted = F.pad(shifted[..., 1:, 1:], (0, 1, 0, 1))  # moved back; the last row and column are not used
+        # shift_averaged: the last row and column take the unmoved prediction alone.
+        inner = F.pad(torch.ones_like(x[:1, :1, 1:, 1:]), (0, 1, 0, 1))  # (1, 1, H, W), 0 on the last row/column
+        half_shift = 0.5 * shift * inner
+        pred = plain * (1 - half_shift) + shifted * half_shift
+        levels = torch.round(pred.clamp(0, 1) * 255)  # half to even, as numpy's rint
+        filled = torch.where(hole, levels, pixels)
+        return filled.to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _moved_down_right(x: Tensor) -> Tensor:
+    """(N, C, H, W) moved one pixel down and right, the first row and column repeated (any H, W >= 1)."""
+    x = torch.cat([x[..., :1, :], x[..., :-1, :]], dim=-2)
+    return torch.cat([x[..., :1], x[..., :-1]], dim=-1)

@@ -1,0 +1,96 @@
+"""Build the docs' **Try it** page: pconv's web editor with the model running in the browser, into ``SITE/try/``.
+
+The page is the package's editor (``src/pconv/web``) in its browser engine (``<body data-engine="browser">``): the
+fill graph ``pconv_default.onnx`` runs in ONNX Runtime Web (WebAssembly) in a Web Worker. Everything it loads is
+copied next to it, so any static file server can serve it and it makes no request outside its own origin:
+
+    SITE/try/index.html
+    SITE/try/static/{app.js, fill.js, worker.js, style.css}          the editor (src/pconv/web)
+    SITE/try/static/pconv_default.onnx                               the shipped fill graph
+    SITE/try/static/{ort.wasm.bundle.min.mjs, ort-wasm-simd-threaded.wasm}   ONNX Runtime Web
+
+ONNX Runtime Web comes from the npm registry at build time only, at the version pinned in ``web/package.json`` and
+``web/package-lock.json`` (``npm ci`` runs when ``web/node_modules`` lacks it). ``mkdocs build`` runs this through
+``tools/docs_hooks.py`` (``on_post_build``); by hand: ``python tools/build_try.py --site site``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WEB_SRC = REPO / "src" / "pconv" / "web"
+NPM_DIR = REPO / "web"
+ORT_DIST = NPM_DIR / "node_modules" / "onnxruntime-web" / "dist"
+ORT_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
+EDITOR_FILES = ("app.js", "fill.js", "worker.js", "style.css")
+MODEL = REPO / "src" / "pconv" / "weights" / "pconv_default.onnx"
+
+
+def pinned_ort_version() -> str:
+    """The onnxruntime-web version ``web/package.json`` pins."""
+    return json.loads((NPM_DIR / "package.json").read_text())["dependencies"]["onnxruntime-web"]
+
+
+def ensure_ort() -> Path:
+    """``web/node_modules/onnxruntime-web/dist`` at the pinned version, installed with ``npm ci`` if needed."""
+    installed = NPM_DIR / "node_modules" / "onnxruntime-web" / "package.json"
+    want = pinned_ort_version()
+    if not installed.is_file() or json.loads(installed.read_text())["version"] != want:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("build_try: npm is not installed; install Node.js and npm to build the Try it page")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=NPM_DIR, check=True)
+    missing = [name for name in ORT_FILES if not (ORT_DIST / name).is_file()]
+    if missing:
+        raise SystemExit(f"build_try: onnxruntime-web {want} has no {', '.join(missing)} in {ORT_DIST}")
+    return ORT_DIST
+
+
+def page_html() -> str:
+    """The editor's index.html in its browser engine, titled for the docs."""
+    html = (WEB_SRC / "index.html").read_text(encoding="utf-8")
+    for old, new in (
+        ("<body>", '<body data-engine="browser">'),
+        ("<title>pconv · inpainting editor</title>", "<title>pconv · try it in your browser</title>"),
+    ):
+        if old not in html:
+            raise SystemExit(f"build_try: {WEB_SRC / 'index.html'} has no {old!r}; update tools/build_try.py")
+        html = html.replace(old, new)
+    return html
+
+
+def build(site: Path) -> Path:
+    """Write the Try it page into ``site/try`` (replacing an earlier build); returns that folder."""
+    dist = ensure_ort()
+    if not MODEL.is_file():
+        raise SystemExit(f"build_try: {MODEL} is missing; make it with `make onnx`")
+    out = site / "try"
+    if out.exists():
+        shutil.rmtree(out)
+    static = out / "static"
+    static.mkdir(parents=True)
+    (out / "index.html").write_text(page_html(), encoding="utf-8")
+    for name in EDITOR_FILES:
+        shutil.copy2(WEB_SRC / name, static / name)
+    for name in ORT_FILES:
+        shutil.copy2(dist / name, static / name)
+    shutil.copy2(MODEL, static / MODEL.name)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--site", type=Path, default=REPO / "site", help="the built docs site (default: site/)")
+    args = parser.parse_args()
+    out = build(args.site)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"build_try: wrote {out} ({size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
