@@ -33,3 +33,32 @@ def serve(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Any) -> Iterator[str]:
+    """Serve a folder of static files on loopback (Python's http.server), as any static file server would; yields
+    the base URL. ``.mjs`` goes out as JavaScript and ``.wasm`` as ``application/wasm``, as common servers do."""
+    import functools
+    import http.server
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {
+            **http.server.SimpleHTTPRequestHandler.extensions_map,
+            ".mjs": "text/javascript",
+            ".js": "text/javascript",
+            ".wasm": "application/wasm",
+        }
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=20)
+        server.server_close()

@@ -35,24 +35,95 @@ def onnx_path(tmp_path: Path, model: PConvUNet) -> Path:
     return export_onnx(model, tmp_path / "tiny.onnx")
 
 
-def test_onnx_matches_pytorch_at_sizes_not_multiple_of_the_network(model: PConvUNet, onnx_path: Path) -> None:
-    diff = check_onnx(model, onnx_path, sizes=[(16, 16), (21, 37), (50, 9)], batch=3)
+@pytest.fixture
+def network_path(tmp_path: Path, model: PConvUNet) -> Path:
+    return export_onnx(model, tmp_path / "tiny_network.onnx", graph="network")
+
+
+def test_network_graph_matches_pytorch_at_sizes_not_multiple_of_the_network(
+    model: PConvUNet, network_path: Path
+) -> None:
+    diff = check_onnx(model, network_path, sizes=[(16, 16), (21, 37), (50, 9)], batch=3)
     assert diff < 1e-5
+
+
+def test_fill_graph_matches_pytorch_four_pass_fill_within_one_level(model: PConvUNet, onnx_path: Path) -> None:
+    diff = check_onnx(model, onnx_path, sizes=[(16, 16), (21, 37), (50, 9)], batch=3)
+    assert diff <= 1 / 255 + 1e-9
 
 
 def test_onnx_with_the_edge_refine_head_matches_pytorch(tmp_path: Path) -> None:
     torch.manual_seed(4)
     net = PConvUNet(ModelConfig(depth=4, width=0.125, edge_refine=4)).eval()
     torch.nn.init.normal_(net.refine.out.weight, std=0.1)  # a trained head, not the no-op it starts as
-    path = export_onnx(net, tmp_path / "refined.onnx")
+    path = export_onnx(net, tmp_path / "refined.onnx", graph="network")
     assert check_onnx(net, path, sizes=[(16, 16), (21, 37)], batch=2) < 1e-5
+    fill = export_onnx(net, tmp_path / "refined_fill.onnx")
+    assert check_onnx(net, fill, sizes=[(16, 16), (21, 37)], batch=2) <= 1 / 255 + 1e-9
 
 
-def test_graph_inputs_are_image_and_valid_mask_with_dynamic_sizes(onnx_path: Path) -> None:
-    session = OnnxPredictor(onnx_path).session
+def test_network_graph_inputs_are_image_and_valid_mask_with_dynamic_sizes(network_path: Path) -> None:
+    session = OnnxPredictor(network_path).session
     inputs = {i.name: i.shape for i in session.get_inputs()}
     assert list(inputs) == ["image", "valid_mask"]
     assert inputs["image"][0] == "batch" and inputs["image"][2:] == ["height", "width"]
+    assert OnnxPredictor(network_path).graph == "network"
+
+
+def test_fill_graph_inputs_uint8_nhwc_with_optional_averages(onnx_path: Path) -> None:
+    net = OnnxPredictor(onnx_path)
+    assert net.graph == "fill" and net.metadata["pconv_graph"] == "fill"
+    inputs = {i.name: (i.type, i.shape) for i in net.session.get_inputs()}
+    assert inputs["image"] == ("tensor(uint8)", ["batch", "height", "width", 3])
+    assert inputs["hole_mask"] == ("tensor(uint8)", ["batch", "height", "width"])
+    assert {i.name for i in net.session.get_overridable_initializers()} == {"flip", "shift"}
+    (out,) = net.session.get_outputs()
+    assert (out.name, out.type, out.shape) == ("filled", "tensor(uint8)", ["batch", "height", "width", 3])
+
+
+def test_fill_graph_averages_switch_off_one_by_one(model: PConvUNet, onnx_path: Path) -> None:
+    """Each flip/shift setting equals the numpy averages around the torch network (pconv.inference)."""
+    from pconv.inference import averaged_predictor
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (2, 23, 41, 3), dtype=np.uint8)
+    hole = (rng.random((2, 23, 41)) > 0.5).astype(np.uint8) * 255
+    net = OnnxPredictor(onnx_path)
+    image = pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255
+    valid = (hole[:, None] == 0).astype(np.float32)
+
+    def torch_net(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(m)))[0].numpy()
+
+    outs = {}
+    for flip in (False, True):
+        for shift in (False, True):
+            got = net.fill(pixels, hole, flip=flip, shift=shift).astype(int)
+            pred = np.clip(averaged_predictor(torch_net, flip=flip, shift=shift)(image, valid), 0, 1)
+            want = np.rint(np.where(valid > 0, image, pred) * 255).transpose(0, 2, 3, 1)
+            assert np.abs(got - want).max() <= 1
+            assert np.array_equal(got[hole == 0], pixels[hole == 0])  # known pixels are the input's bytes
+            outs[flip, shift] = got
+    assert len({o.tobytes() for o in outs.values()}) == 4  # every setting changes the fill
+
+
+def test_fill_graph_reads_grey_above_127_as_hole(onnx_path: Path) -> None:
+    net = OnnxPredictor(onnx_path)
+    pixels = np.full((1, 16, 16, 3), 90, np.uint8)
+    grey = np.zeros((1, 16, 16), np.uint8)
+    grey[0, 4:8, 4:8] = 127  # not hole
+    grey[0, 9:13, 9:13] = 128  # hole
+    pixels[0, 4:8, 4:8] = 0
+    pixels[0, 9:13, 9:13] = 0
+    out = net.fill(pixels, grey)
+    assert (out[0, 4:8, 4:8] == 0).all()
+    assert (out[0, 9:13, 9:13] != 0).any()
+
+
+def test_export_unknown_graph(tmp_path: Path, model: PConvUNet) -> None:
+    with pytest.raises(ValueError, match="graph must be one of"):
+        export_onnx(model, tmp_path / "x.onnx", graph="whole")
 
 
 def test_export_refuses_to_overwrite(tmp_path: Path, model: PConvUNet) -> None:

@@ -8,7 +8,8 @@ import * as ort from "./ort.wasm.bundle.min.mjs";
 import { fillImage } from "./fill.js";
 
 const here = new URL("./", import.meta.url).href;
-ort.env.wasm.wasmPaths = here; // the .wasm next to this file, never a CDN
+// The .wasm next to this file, never a CDN (the bundle carries its own JavaScript glue).
+ort.env.wasm.wasmPaths = { wasm: new URL("ort-wasm-simd-threaded.wasm", here).href };
 // Several threads need a cross-origin isolated page (SharedArrayBuffer); a plain static server gives one.
 ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
 
