@@ -2,7 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The base install plus the web server, without PyTorch: the light inference path (docs/light.md).
+# The base install without PyTorch (numpy, Pillow, ONNX Runtime: about 200 MB), the light inference path
+# (docs/light.md): all `make demo` needs. `make test-light` adds the web server and the test tools to it.
 LIGHT_VENV := .venv-light
 LIGHT_BIN := $(LIGHT_VENV)/bin
 # torch/torchvision pinned here only because these builds lie on the project machines' disk;
@@ -20,12 +21,16 @@ $(BIN)/.installed: pyproject.toml
 
 $(LIGHT_BIN)/.installed: pyproject.toml
 	test -x $(LIGHT_BIN)/python || $(PY) -m venv $(LIGHT_VENV)
-	$(LIGHT_BIN)/pip install -q --upgrade pip
-	$(LIGHT_BIN)/pip install -q -e ".[serve]" pytest httpx
+	$(LIGHT_BIN)/pip install -q --disable-pip-version-check -e .
 	touch $@
 
-demo: $(BIN)/.installed
-	$(BIN)/pconv demo --output out/demo.png --overwrite
+$(LIGHT_BIN)/.test-installed: $(LIGHT_BIN)/.installed
+	$(LIGHT_BIN)/pip install -q --disable-pip-version-check -e ".[serve]" pytest httpx
+	touch $@
+
+# The first command: the light install only (seconds, no PyTorch), then the shipped model on ONNX Runtime.
+demo: $(LIGHT_BIN)/.installed
+	$(LIGHT_BIN)/pconv demo --output out/demo.png --overwrite
 
 test: $(BIN)/.installed test-light
 	$(BIN)/ruff check src tests benchmarks tools
@@ -39,7 +44,7 @@ model: $(BIN)/.installed
 	$(BIN)/python tools/make_model.py $(ARGS)
 
 # The inference tests in a venv that has no torch at all (CLI, Python API and pconv serve on ONNX Runtime).
-test-light: $(LIGHT_BIN)/.installed
+test-light: $(LIGHT_BIN)/.test-installed
 	@$(LIGHT_BIN)/python -c "import importlib.util as u, sys; sys.exit('torch is installed in $(LIGHT_VENV)' if u.find_spec('torch') else 0)"
 	$(LIGHT_BIN)/python -m pytest -q tests/light
 
