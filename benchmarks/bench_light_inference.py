@@ -199,12 +199,12 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the section under ``HEADING`` in ``path`` (up to the next ``## ``), or append it."""
+def write_section(path: Path, section: str, heading: str = HEADING) -> None:
+    """Replace the section under ``heading`` in ``path`` (up to the next ``## ``), or append it."""
     text = path.read_text() if path.exists() else ""
-    if HEADING in text:
-        start = text.index(HEADING)
-        end = text.find("\n## ", start + len(HEADING))
+    if heading in text:
+        start = text.index(heading)
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section

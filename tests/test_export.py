@@ -76,7 +76,7 @@ def test_fill_graph_inputs_uint8_nhwc_with_optional_averages(onnx_path: Path) ->
     inputs = {i.name: (i.type, i.shape) for i in net.session.get_inputs()}
     assert inputs["image"] == ("tensor(uint8)", ["batch", "height", "width", 3])
     assert inputs["hole_mask"] == ("tensor(uint8)", ["batch", "height", "width"])
-    assert {i.name for i in net.session.get_overridable_initializers()} == {"flip", "shift"}
+    assert {i.name for i in net.session.get_overridable_initializers()} == {"flip", "shift", "smooth"}
     (out,) = net.session.get_outputs()
     assert (out.name, out.type, out.shape) == ("filled", "tensor(uint8)", ["batch", "height", "width", 3])
 
@@ -99,7 +99,7 @@ def test_fill_graph_averages_switch_off_one_by_one(model: PConvUNet, onnx_path: 
     outs = {}
     for flip in (False, True):
         for shift in (False, True):
-            got = net.fill(pixels, hole, flip=flip, shift=shift).astype(int)
+            got = net.fill(pixels, hole, flip=flip, shift=shift, smooth=False).astype(int)
             pred = np.clip(averaged_predictor(torch_net, flip=flip, shift=shift)(image, valid), 0, 1)
             want = np.rint(np.where(valid > 0, image, pred) * 255).transpose(0, 2, 3, 1)
             assert np.abs(got - want).max() <= 1

@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
 ONNX_INPUTS = ("image", "valid_mask")  # the network graph's inputs
-FILL_INPUTS = ("image", "hole_mask", "flip", "shift")  # the fill graph's (pconv.fill_graph), flip and shift optional
+# The fill graph's (pconv.fill_graph); flip, shift and smooth are optional (default 1).
+FILL_INPUTS = ("image", "hole_mask", "flip", "shift", "smooth")
 # Backend -> (Python module it needs, how to install it).
 _NEEDS = {
     "torch": ("torch", "pip install 'pconv[torch]'"),
@@ -227,13 +228,14 @@ class OnnxNetwork:
         optional = {i.name for i in self.session.get_overridable_initializers()}
         if names == ONNX_INPUTS:
             self.graph = "network"
-        elif names == FILL_INPUTS or (names == FILL_INPUTS[:2] and optional >= set(FILL_INPUTS[2:])):
+        elif names[:2] == FILL_INPUTS[:2] and set(names[2:]) | optional >= {"flip", "shift"}:
             self.graph = "fill"
         else:
             raise ValueError(
                 f"{path} takes inputs {names}, expected {FILL_INPUTS} or {ONNX_INPUTS}; export it with "
                 "`pconv export-onnx`"
             )
+        self._inputs = set(names) | optional
         self.path = path
         self.device = str(device or "cpu")
 
@@ -251,12 +253,14 @@ class OnnxNetwork:
         if self.graph == "fill":
             pixels = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
             hole_mask = np.where(np.asarray(valid_mask)[:, 0] > 0, 0, 255).astype(np.uint8)
-            filled = self.fill(pixels, hole_mask, flip=False, shift=False)
+            filled = self.fill(pixels, hole_mask, flip=False, shift=False, smooth=False)
             return filled.transpose(0, 3, 1, 2).astype(np.float32) / 255
         (output,) = self.session.run(["output"], {"image": _float32(image), "valid_mask": _float32(valid_mask)})
         return output
 
-    def fill(self, image: np.ndarray, hole_mask: np.ndarray, *, flip: bool = True, shift: bool = True) -> np.ndarray:
+    def fill(
+        self, image: np.ndarray, hole_mask: np.ndarray, *, flip: bool = True, shift: bool = True, smooth: bool = True
+    ) -> np.ndarray:
         """Run a fill graph (``graph == "fill"``): the whole fill of ``pconv.fill_graph``.
 
         Args:
@@ -264,6 +268,7 @@ class OnnxNetwork:
             hole_mask: (N, H, W) uint8, > 127 = hole.
             flip: average with the fill of the mirrored image.
             shift: average with the fill of the image moved one pixel.
+            smooth: the smooth blend (``pconv.smooth``): exact fills of smooth content.
         Returns:
             (N, H, W, 3) uint8, the input's bytes at known pixels.
         """
@@ -275,6 +280,8 @@ class OnnxNetwork:
             "flip": np.array(float(flip), dtype=np.float32),
             "shift": np.array(float(shift), dtype=np.float32),
         }
+        if "smooth" in self._inputs:  # fill graphs exported before the smooth blend lack it
+            feed["smooth"] = np.array(float(smooth), dtype=np.float32)
         (filled,) = self.session.run(["filled"], feed)
         return filled
 

@@ -270,7 +270,8 @@ class PConvMethod:
 
     ``flip_average`` and ``shift_average`` average with the predictions on the mirrored and on the one-pixel
     moved image, as ``pconv.inference.Inpainter`` does by default (``pconv.inference.averaged_predictor``); both
-    ``False`` scores one pass of the network.
+    ``False`` scores one pass of the network. ``smooth`` applies the smooth blend (``pconv.smooth.blend``), as
+    ``Inpainter`` does by default.
     """
 
     model: object
@@ -279,6 +280,7 @@ class PConvMethod:
     name: str = "pconv"
     flip_average: bool = True
     shift_average: bool = True
+    smooth: bool = True
 
     def fill_batch(self, images: np.ndarray, hole_masks: np.ndarray) -> list[np.ndarray]:
         import torch
@@ -286,6 +288,7 @@ class PConvMethod:
         from pconv.inference import averaged_predictor
         from pconv.masks import hole_to_valid
         from pconv.model import composite
+        from pconv.smooth import blend
 
         predict = averaged_predictor(lambda x, m: self.model(x, m)[0], flip=self.flip_average, shift=self.shift_average)
         outputs: list[np.ndarray] = []
@@ -296,6 +299,8 @@ class PConvMethod:
             valid_mask = hole_to_valid(hole.to(self.device).float()[:, None])  # (n, 1, H, W), 1 = known
             with torch.inference_mode():
                 prediction = predict(image, valid_mask)
+                if self.smooth:
+                    prediction = blend(prediction, image, valid_mask)
                 filled = composite(image, prediction, valid_mask).clamp(0, 1)
             outputs.extend(to_uint8(filled.permute(0, 2, 3, 1).cpu().numpy()))
         return outputs

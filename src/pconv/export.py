@@ -5,7 +5,8 @@ rounding, and fewer operations for ONNX Runtime):
 
 ``graph="fill"`` (the default, and the shipped ``pconv_default.onnx``): **the whole fill**, ``pconv.fill_graph.FillGraph``:
 - inputs ``image`` (N, H, W, 3) uint8 RGB, ``hole_mask`` (N, H, W) uint8 (> 127 = hole, **white = hole**), and the
-  optional scalars ``flip`` and ``shift`` (() float32, default 1 = the four-pass average; 0 turns one off);
+  optional scalars ``flip``, ``shift`` (() float32, default 1 = the four-pass average; 0 turns one off) and
+  ``smooth`` (default 1: the smooth blend of ``pconv.smooth``; 0: the network's fill alone);
 - output ``filled`` (N, H, W, 3) uint8, known pixels identical to ``image``.
 Every runtime (ONNX Runtime in Python, ONNX Runtime Web in the browser) then gives the same bytes; what stays in
 Python (``pconv.inference``) is windows and resizing for large photos, dilation and file handling.
@@ -122,7 +123,7 @@ def export_onnx(
             )
         proto = onnx.load(str(tmp))
         if graph == "fill":
-            _default_scalars(proto, {"flip": 1.0, "shift": 1.0})
+            _default_scalars(proto, {"flip": 1.0, "shift": 1.0, "smooth": 1.0})
         metadata = {GRAPH_KEY: graph, CONFIG_KEY: json.dumps(model.config.to_dict(), sort_keys=True)}
         if weights_file is not None:
             metadata[WEIGHTS_SHA_KEY] = file_sha256(weights_file)
@@ -149,7 +150,7 @@ def _traced_form(fused: PConvUNet, graph: str) -> tuple[Any, tuple, tuple, dict]
     gen = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (1, h, w, 3), generator=gen, dtype=torch.uint8)
     hole_mask = (torch.rand(1, h, w, generator=gen) > 0.7).to(torch.uint8) * 255
-    example = (image, hole_mask, torch.tensor(1.0), torch.tensor(1.0))
+    example = (image, hole_mask, torch.tensor(1.0), torch.tensor(1.0), torch.tensor(1.0))
     dims = {0: "batch", 1: "height", 2: "width"}
     dynamic = {"image": dims, "hole_mask": dims, "filled": dims}
     return FillGraph(fused).eval(), example, (FILL_INPUTS, FILL_OUTPUTS), dynamic
@@ -169,7 +170,8 @@ def check_onnx(
     """Max abs difference between onnxruntime on ``path`` and PyTorch on ``model``, on random images and holes.
 
     A network graph is compared on its raw ``output``; a fill graph on its filled 8-bit image against PyTorch's
-    four-pass fill (``pconv.inference.averaged_predictor``, composited and rounded), in units of [0, 1].
+    four-pass fill (``pconv.inference.averaged_predictor``, then ``pconv.smooth.blend``, composited and rounded),
+    in units of [0, 1].
 
     Args:
         model: the (unfused) network the file was exported from.
@@ -182,6 +184,7 @@ def check_onnx(
     import torch
 
     from pconv.inference import averaged_predictor
+    from pconv.smooth import blend
 
     network = OnnxNetwork(path)
     gen = torch.Generator().manual_seed(seed)
@@ -199,7 +202,9 @@ def check_onnx(
             pixels = np.rint(image * 255).astype(np.uint8)  # (N, 3, H, W)
             image = pixels.astype(np.float32) / 255
             got = network.fill(pixels.transpose(0, 2, 3, 1), np.where(valid_mask[:, 0] > 0, 0, 255).astype(np.uint8))
-            pred = np.clip(averaged_predictor(torch_net)(image, valid_mask), 0, 1)
+            averaged = torch.from_numpy(averaged_predictor(torch_net)(image, valid_mask))
+            with torch.no_grad():
+                pred = np.clip(blend(averaged, torch.from_numpy(image), torch.from_numpy(valid_mask)).numpy(), 0, 1)
             expected = np.rint(np.where(valid_mask > 0, image, pred) * 255).transpose(0, 2, 3, 1)
             worst = max(worst, float(np.abs(got.astype(np.float64) - expected).max()) / 255)
         else:

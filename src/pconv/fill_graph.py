@@ -11,6 +11,8 @@ Python, ONNX Runtime Web in the browser, any other ONNX runtime):
   same arithmetic, so the same floats), chosen per call by the scalar inputs ``flip`` and ``shift``. The variants
   run in two network calls (as is with mirrored, moved with moved-and-mirrored); a variant that is off joins its
   call as an empty batch, so it costs nothing;
+- the smooth blend (``pconv.smooth``, beyond the paper): where the known pixels around the hole hold no detail, the
+  fill is a smooth fill exact on constant colours and linear ramps; chosen per call by the scalar input ``smooth``;
 - clamping, rounding half to even (numpy's ``rint``, ONNX ``Round``) and putting the known pixels back: every known
   pixel of the output is the input's byte.
 
@@ -20,7 +22,7 @@ thresholds other than 127, file handling.
 Inputs and outputs (names as in the ONNX graph):
 - ``image``: (N, H, W, 3) uint8 RGB, any H and W (the network pads to its multiple internally);
 - ``hole_mask``: (N, H, W) uint8, > 127 = hole (white = hole, as everywhere in pconv);
-- ``flip``, ``shift``: () float32, 1 = on, 0 = off (the ONNX file gives both the default 1);
+- ``flip``, ``shift``, ``smooth``: () float32, 1 = on, 0 = off (the ONNX file gives each the default 1);
 - ``filled``: (N, H, W, 3) uint8 RGB.
 """
 
@@ -31,10 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pconv.model import PConvUNet
+from pconv.smooth import blend
 
 __all__ = ["FILL_INPUTS", "FILL_OUTPUTS", "FillGraph"]
 
-FILL_INPUTS = ("image", "hole_mask", "flip", "shift")
+FILL_INPUTS = ("image", "hole_mask", "flip", "shift", "smooth")
 FILL_OUTPUTS = ("filled",)
 _HOLE_ABOVE = 127.0  # pconv.masks.HOLE_THRESHOLD: grey above it is hole
 
@@ -50,7 +53,7 @@ class FillGraph(nn.Module):
         super().__init__()
         self.network = network
 
-    def forward(self, image: Tensor, hole_mask: Tensor, flip: Tensor, shift: Tensor) -> Tensor:
+    def forward(self, image: Tensor, hole_mask: Tensor, flip: Tensor, shift: Tensor, smooth: Tensor) -> Tensor:
         """Fill the hole pixels of ``image``.
 
         Args:
@@ -58,6 +61,7 @@ class FillGraph(nn.Module):
             hole_mask: (N, H, W) uint8, > 127 = hole.
             flip: () float, 1 = average with the mirrored image's fill, 0 = not.
             shift: () float, 1 = average with the fill of the image moved one pixel down and right, 0 = not.
+            smooth: () float, 1 = the smooth blend (``pconv.smooth.blend``), 0 = the network's fill alone.
         Returns:
             (N, H, W, 3) uint8: the network's fill in the hole, the input's bytes elsewhere.
         """
@@ -94,6 +98,7 @@ class FillGraph(nn.Module):
         inner = F.pad(torch.ones_like(x[:1, :1, 1:, 1:]), (0, 1, 0, 1))  # (1, 1, H, W), 0 on the last row/column
         half_shift = 0.5 * shift * inner
         pred = plain * (1 - half_shift) + shifted * half_shift
+        pred = blend(pred, x, valid_mask, smooth=smooth)
         levels = torch.round(pred.clamp(0, 1) * 255)  # half to even, as numpy's rint
         filled = torch.where(hole, levels, pixels)
         return filled.to(torch.uint8).permute(0, 2, 3, 1)

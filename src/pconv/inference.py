@@ -365,6 +365,9 @@ class Inpainter:
             for twice the time. ``False`` skips it.
         shift_average: average the prediction with that of the image moved by one pixel (module docstring):
             better fills for twice the time again. Both ``False`` runs the network once.
+        smooth: the smooth blend (``pconv.smooth``, beyond the paper): where the known pixels around a hole hold no
+            detail, the fill is a smooth fill that is exact on flat colours and linear gradients; ``False`` keeps
+            the network's fill alone. On PyTorch (and with a ``predictor``) it needs torch.
         fast: on the PyTorch backend, run a copy of the network with BatchNorm folded into the convolutions and
             channels-last layout (``pconv.model.fuse_for_inference``): the same output to float rounding, faster
             (benchmarks/RESULTS.md). ``self.model`` stays the unfused network. (An exported ONNX graph is fused.)
@@ -392,6 +395,7 @@ class Inpainter:
         batch_size: int = 4,
         flip_average: bool = True,
         shift_average: bool = True,
+        smooth: bool = True,
         fast: bool = True,
         threads: int | None = None,
     ) -> None:
@@ -410,7 +414,7 @@ class Inpainter:
             raise ValueError(f"bad settings: {', '.join(wrong)}")
         self.max_side, self.margin, self.threshold, self.dilate = max_side, margin, threshold, dilate
         self.mask_polarity, self.batch_size = mask_polarity, batch_size
-        self.flip_average, self.shift_average = flip_average, shift_average
+        self.flip_average, self.shift_average, self.smooth = flip_average, shift_average, smooth
         if predictor is not None:
             self.network: Network = predictor
         elif model is not None:
@@ -546,11 +550,34 @@ class Inpainter:
         if getattr(self.network, "graph", None) == "fill":
             pixels = np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)  # (N, H, W, 3)
             hole_bytes = (hole_mask[:, 0] > 0).astype(np.uint8) * 255  # (N, H, W), white = hole
-            filled = self.network.fill(pixels, hole_bytes, flip=self.flip_average, shift=self.shift_average)
+            filled = self.network.fill(
+                pixels, hole_bytes, flip=self.flip_average, shift=self.shift_average, smooth=self.smooth
+            )
             return filled.transpose(0, 3, 1, 2).astype(np.float32) / 255
         valid_mask = hole_to_valid(hole_mask)  # the one polarity flip on this path
         pred = np.asarray(self._predict(image, valid_mask), dtype=np.float32)
+        if self.smooth:
+            pred = _smooth_blend(pred, image, valid_mask)
         return np.where(hole_mask > 0, np.clip(pred, 0, 1), image)
+
+
+def _smooth_blend(pred: np.ndarray, image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
+    """``pconv.smooth.blend`` on numpy arrays (through torch, on the CPU): (N, 3, H, W) float32 in and out.
+
+    Without torch (the light install running an ONNX network graph, not a fill graph) the prediction is kept, with
+    a warning: the shipped fill graph blends inside.
+    """
+    try:
+        import torch
+    except ImportError:
+        log.warning("the smooth blend needs torch or a fill graph (pconv export-onnx); using the network's fill alone")
+        return pred
+
+    from pconv.smooth import blend
+
+    with torch.inference_mode():
+        tensors = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (pred, image, valid_mask))
+        return blend(*tensors).numpy()
 
 
 def averaged_predictor(predict: Predictor, *, flip: bool = True, shift: bool = True) -> Predictor:

@@ -7,17 +7,23 @@ from pathlib import Path
 
 FLIP_AVERAGE_HELP = "skip averaging with the mirrored image (half the passes, slightly worse)"
 SHIFT_AVERAGE_HELP = "skip averaging with the image moved by one pixel (half the passes, slightly worse)"
+SMOOTH_HELP = (
+    "the network's fill alone, without the smooth blend (pconv.smooth: where the known pixels around a hole hold "
+    "no detail, a smooth fill exact on flat colours and gradients)"
+)
 
 
 def add_test_time_averages(
     parser: argparse.ArgumentParser, *, flip_help: str = FLIP_AVERAGE_HELP, shift_help: str = SHIFT_AVERAGE_HELP
 ) -> None:
-    """``--no-flip-average`` / ``--no-shift-average`` -> ``args.flip_average`` / ``args.shift_average`` = False.
+    """``--no-flip-average`` / ``--no-shift-average`` / ``--no-smooth`` -> ``args.flip_average`` /
+    ``args.shift_average`` / ``args.smooth`` = False.
 
-    Both default to True, as in ``pconv.inference.Inpainter``.
+    All default to True, as in ``pconv.inference.Inpainter``.
     """
     parser.add_argument("--no-flip-average", dest="flip_average", action="store_false", help=flip_help)
     parser.add_argument("--no-shift-average", dest="shift_average", action="store_false", help=shift_help)
+    parser.add_argument("--no-smooth", dest="smooth", action="store_false", help=SMOOTH_HELP)
 
 
 BACKEND_HELP = (

@@ -127,12 +127,14 @@ def _build_methods(args: argparse.Namespace) -> tuple[list, dict[str, str]]:
                 device=device,
                 flip_average=args.flip_average,
                 shift_average=args.shift_average,
+                smooth=args.smooth,
             )
         )
         notes["pconv weights"] = str(weights)
         notes["pconv device"] = device
         notes["pconv flip average"] = "yes" if args.flip_average else "no"
         notes["pconv shift average"] = "yes" if args.shift_average else "no"
+        notes["pconv smooth blend"] = "yes" if args.smooth else "no"
     return methods, notes
 
 

@@ -438,6 +438,7 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
         mask_polarity=args.mask_polarity,
         flip_average=args.flip_average,
         shift_average=args.shift_average,
+        smooth=args.smooth,
         batch_size=args.batch_size or DEFAULT_BATCH["cpu"],
         threads=args.threads,
     )

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         flip_average=args.flip_average,
         shift_average=args.shift_average,
+        smooth=args.smooth,
     )
     app = create_app(
         inpainter,

@@ -1,0 +1,178 @@
+"""Smooth content, exact: a smooth fill, and a gate that hands the hole to it where the known pixels around hold no
+detail (beyond the paper, arXiv 1804.07723; off with ``smooth=0`` in the fill graph, ``Inpainter(smooth=False)``).
+
+A learned fill does not reproduce smooth images exactly: on a constant colour or a linear ramp the network's fill
+is off by levels to tens of levels, where classical fills (Navier-Stokes, Telea) are exact or nearly. Here the
+final fill is::
+
+    out = gate * prediction + (1 - gate) * smooth_fill
+
+- ``smooth_fill`` is a plane fitted to the known pixels (per image and channel, least squares) plus the known
+  pixels' residual from that plane spread into the hole by pull-push (a pyramid of mask-weighted averages, read back
+  coarse to fine with bilinear upsampling, relaxed toward the mean of the four neighbours at every level). A constant
+  image comes back exactly (every average of one value is that value), and a linear ramp too, wherever the hole
+  is, the image border included (the plane is the ramp; the residual is only the 8-bit rounding).
+- ``gate`` (N, 1, H, W) in [0, 1] measures detail: the absolute discrete Laplacian of the 3x3 means of the known
+  pixels (where all the pixels it reads are known, in 8-bit levels, largest over the channels), averaged over 5x5
+  windows and spread into the hole by the same pull-push,
+  mapped linearly from 0 at ``GATE_LOW`` levels to 1 at ``GATE_HIGH``. Constants and 8-bit ramps have a Laplacian
+  of at most about one level, so their gate is exactly 0 and the fill exactly the smooth one; texture gives 1, the
+  network's fill unchanged.
+
+Every function works on torch tensors of any size and traces into ONNX (``pconv.fill_graph``) with dynamic sizes.
+Images are (N, C, H, W) in [0, 1]; ``valid_mask`` is (N, 1, H, W) in {0, 1}, 1 = known pixel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["GATE_HIGH", "GATE_LOW", "LEVELS", "blend", "detail_gate", "plane_fit", "pull_push", "smooth_fill"]
+
+GATE_LOW = 1.5  # mean |Laplacian| (8-bit levels) at and below which the smooth fill is used alone
+GATE_HIGH = 4.0  # ... at and above which the network's fill is used alone
+LEVELS = 11  # pyramid levels of pull-push: enough to reach 1 px from 2048 px
+RELAX = 4  # neighbour-mean relaxations of the hole at each pyramid level
+_EPS = 1e-6
+
+
+def plane_fit(image: Tensor, valid_mask: Tensor) -> Tensor:
+    """The least-squares plane ``a + b x + c y`` through the known pixels, per image and channel, everywhere.
+
+    Falls back to the known pixels' mean where they do not pin a plane (all on one line), and to 0 where there are
+    none.
+
+    Args:
+        image: (N, C, H, W).
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
+    Returns:
+        (N, C, H, W): the plane's value at every pixel.
+    """
+    h, w = image.shape[-2:]
+    ys = _coords(image, h, -2)  # (1, 1, H, 1) in [-1, 1]
+    xs = _coords(image, w, -1)  # (1, 1, 1, W)
+    x = xs.expand_as(valid_mask) * valid_mask
+    y = ys.expand_as(valid_mask) * valid_mask
+    total = lambda t: t.sum(dim=(-2, -1), keepdim=True)  # noqa: E731 - (N, C, 1, 1)
+    n, sx, sy = total(valid_mask), total(x), total(y)
+    sxx, sxy, syy = total(x * xs), total(x * ys), total(y * ys)
+    known = image * valid_mask
+    su, sux, suy = total(known), total(known * xs), total(known * ys)
+    # Solve [[n, sx, sy], [sx, sxx, sxy], [sy, sxy, syy]] [a, b, c] = [su, sux, suy] by the adjugate.
+    c00, c01, c02 = sxx * syy - sxy * sxy, sy * sxy - sx * syy, sx * sxy - sy * sxx
+    c11, c12, c22 = n * syy - sy * sy, sx * sy - n * sxy, n * sxx - sx * sx
+    det = n * c00 + sx * c01 + sy * c02
+    a = (c00 * su + c01 * sux + c02 * suy) / det
+    b = (c01 * su + c11 * sux + c12 * suy) / det
+    c = (c02 * su + c12 * sux + c22 * suy) / det
+    plane = a + b * xs + c * ys
+    mean = su / n.clamp(min=1)
+    pinned = det > 1e-6 * n.clamp(min=1) ** 3  # the known pixels span a plane, well conditioned
+    return torch.where(pinned, plane, mean.expand_as(plane))
+
+
+def _coords(like: Tensor, n: int, axis: int) -> Tensor:
+    """Pixel centres along ``axis`` mapped to [-1, 1], shaped to broadcast: (1, 1, n, 1) or (1, 1, 1, n)."""
+    steps = torch.arange(n, dtype=like.dtype, device=like.device)
+    coords = (2 * steps + 1) / n - 1
+    return coords.reshape(1, 1, -1, 1) if axis == -2 else coords.reshape(1, 1, 1, -1)
+
+
+def pull_push(values: Tensor, weights: Tensor, *, levels: int = LEVELS, relax: int = RELAX) -> Tensor:
+    """Spread ``values`` from where ``weights`` is 1 to where it is 0: a smooth, bounded fill.
+
+    Pull: a pyramid of weighted 2x2 averages (partial cells at odd sizes count what they hold). Push: from the
+    coarsest level down, each level keeps its own average in proportion to its weight and takes the rest from the
+    level below it (bilinear upsampling), then relaxes its unknown part ``relax`` times toward the mean of its four
+    neighbours (edges repeated). Where ``weights`` is 1 the result is ``values``.
+
+    Args:
+        values: (N, C, H, W).
+        weights: (N, 1, H, W) in [0, 1], 1 = known.
+    Returns:
+        (N, C, H, W), within the range of the known values.
+    """
+    sums, mass = [values * weights], [weights]
+    for _ in range(levels):
+        sums.append(F.avg_pool2d(sums[-1], 2, ceil_mode=True))
+        mass.append(F.avg_pool2d(mass[-1], 2, ceil_mode=True))
+    estimate = sums[-1] / mass[-1].clamp(min=_EPS)
+    for level in reversed(range(levels)):
+        coarse = F.interpolate(estimate, size=sums[level].shape[-2:], mode="bilinear", align_corners=False)
+        own = sums[level] / mass[level].clamp(min=_EPS)
+        keep = mass[level].clamp(0, 1)
+        estimate = keep * own + (1 - keep) * coarse
+        for _ in range(relax):
+            estimate = keep * own + (1 - keep) * _neighbour_mean(estimate)
+    return estimate
+
+
+def _neighbour_mean(x: Tensor) -> Tensor:
+    """(N, C, H, W): the mean of each pixel's four neighbours, the image's edge pixels repeated outward."""
+    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / 4
+
+
+def smooth_fill(image: Tensor, valid_mask: Tensor) -> Tensor:
+    """A smooth fill of the hole, exact for constant images and linear ramps (module docstring).
+
+    Args:
+        image: (N, C, H, W) in [0, 1]; values under the hole are never read.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
+    Returns:
+        (N, C, H, W): the known pixels as they are, the smooth fill in the hole.
+    """
+    known = image * valid_mask
+    plane = plane_fit(known, valid_mask)
+    return plane + pull_push((known - plane) * valid_mask, valid_mask)
+
+
+def detail_gate(image: Tensor, valid_mask: Tensor, *, low: float = GATE_LOW, high: float = GATE_HIGH) -> Tensor:
+    """How much detail the known pixels around each pixel hold, as the network's share of the fill.
+
+    Args:
+        image: (N, C, H, W) in [0, 1]; values under the hole are never read.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
+        low, high: mean absolute Laplacian (8-bit levels) mapped to 0 and to 1.
+    Returns:
+        (N, 1, H, W) in [0, 1]: 0 = smooth surroundings (the smooth fill), 1 = detail (the network's fill).
+    """
+    # The Laplacian of the 3x3 means: 8-bit rounding alone gives a ramp a Laplacian of about a level, its means a third.
+    means = F.avg_pool2d(F.pad(image * valid_mask * 255, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    padded = F.pad(means, (1, 1, 1, 1), mode="replicate")
+    laplacian = 4 * padded[..., 1:-1, 1:-1] - _neighbour_sum(padded)
+    known = F.avg_pool2d(F.pad(valid_mask, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    whole = known > 1 - 1e-3  # every pixel of the 5x5 the stencil reads is known
+    detail = laplacian.abs().amax(dim=1, keepdim=True)  # (N, 1, H, W), the busiest channel
+    weights = whole.to(image.dtype)
+    # The local mean over a 5x5 window (where the stencil is whole), so one odd pixel does not open the gate.
+    box_sum = F.avg_pool2d(detail * weights, 5, stride=1, padding=2, count_include_pad=True)
+    box_mass = F.avg_pool2d(weights, 5, stride=1, padding=2, count_include_pad=True)
+    local = box_sum / box_mass.clamp(min=_EPS)
+    seen = (box_mass > 0).to(image.dtype)
+    spread = pull_push(local * seen, seen)
+    return ((spread - low) / (high - low)).clamp(0, 1)
+
+
+def _neighbour_sum(padded: Tensor) -> Tensor:
+    """The sum of the four neighbours of every inner pixel of a tensor padded by one on each side."""
+    return padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]
+
+
+def blend(prediction: Tensor, image: Tensor, valid_mask: Tensor, *, smooth: Tensor | float = 1.0) -> Tensor:
+    """``gate * prediction + (1 - gate) * smooth_fill``: the network's fill where there is detail, the smooth fill
+    where there is none.
+
+    Args:
+        prediction: (N, C, H, W), the network's (averaged) prediction.
+        image: (N, C, H, W) in [0, 1]; values under the hole are never read.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
+        smooth: 1 = blend, 0 = return ``prediction`` unchanged (a float, or a () tensor in a traced graph).
+    Returns:
+        (N, C, H, W).
+    """
+    gate = detail_gate(image, valid_mask)
+    share = 1 - smooth * (1 - gate)  # the network's share: the gate, or 1 with smooth = 0
+    return prediction * share + smooth_fill(image, valid_mask) * (1 - share)
