@@ -94,7 +94,8 @@ def test_fill_graph_averages_switch_off_one_by_one(model: PConvUNet, onnx_path: 
 
     def torch_net(x: np.ndarray, m: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(m)))[0].numpy()
+            inputs = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x, m))
+            return model(*inputs)[0].numpy()
 
     outs = {}
     for flip in (False, True):

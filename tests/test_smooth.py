@@ -24,7 +24,7 @@ COLOURS = [(3, 3, 3), (30, 30, 30), (128, 128, 128), (240, 240, 240), (252, 252,
 COLOURS += [(255, 0, 0), (0, 255, 0), (0, 0, 255), (135, 206, 235)]
 RAMP_ENDS = [((0, 0, 0), (255, 255, 255)), ((20, 60, 140), (200, 220, 250)), ((90, 40, 10), (120, 160, 60))]
 # (height, width) and which of the 12 masks (one per ratio bin and N/B) run at that size.
-SIZES = [((256, 256), slice(None)), ((512, 512), slice(1, None, 2)), ((1024, 1536), slice(0, None, 5))]
+SIZES = [((256, 256), slice(None)), ((512, 512), slice(1, None, 4)), ((1024, 1536), slice(4, None, 6))]
 
 
 def ramp(h: int, w: int, kind: str, start: tuple, end: tuple) -> np.ndarray:

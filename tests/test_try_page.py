@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
-
-from browser import chromium, local_only_page
+from browser import PAGE_FILLS, chromium, local_only_page
 from cli_runner import env
 from live_server import serve_folder
+from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "src" / "pconv" / "assets" / "kodim23.png"
@@ -34,28 +33,6 @@ sys.path.insert(0, str(REPO / "tools"))
 import build_try  # noqa: E402
 
 sys.path.remove(str(REPO / "tools"))
-
-# In the page: fetch two PNGs as ImageData, run window.pconv.inpaint, return the result as a base64 PNG.
-FILL_IN_PAGE = """async ([photoUrl, maskUrl]) => {
-  const load = async (url) => {
-    const blob = await (await fetch(url)).blob();
-    const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
-    const ctx = new OffscreenCanvas(bitmap.width, bitmap.height).getContext("2d");
-    ctx.drawImage(bitmap, 0, 0);
-    return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
-  };
-  const [image, hole] = [await load(photoUrl), await load(maskUrl)];
-  const started = performance.now();
-  const out = await window.pconv.inpaint(image, hole);
-  const seconds = (performance.now() - started) / 1000;
-  const canvas = new OffscreenCanvas(out.width, out.height);
-  canvas.getContext("2d").putImageData(out, 0, 0);
-  const bytes = new Uint8Array(await (await canvas.convertToBlob({ type: "image/png" })).arrayBuffer());
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return { png: btoa(text), seconds, width: out.width, height: out.height };
-}"""
-
 
 def have_build_tools() -> bool:
     return (build_try.ORT_DIST / build_try.ORT_FILES[0]).is_file() or shutil.which("npm") is not None
@@ -104,9 +81,9 @@ def python_fill(tmp_path: Path, photo: Path, mask: Path) -> np.ndarray:
 
 def browser_fill(page: object, base: str, photo: str, mask: str) -> tuple[np.ndarray, float]:
     """``window.pconv.inpaint`` on two files of ``fixtures/``: (H, W, 3) ints and the seconds it took."""
-    result = page.evaluate(FILL_IN_PAGE, [f"{base}/fixtures/{photo}", f"{base}/fixtures/{mask}"])
+    result = page.evaluate(PAGE_FILLS, [f"{base}/fixtures/{photo}", f"{base}/fixtures/{mask}", 1])
     image = Image.open(io.BytesIO(base64.b64decode(result["png"])))
-    return np.asarray(image.convert("RGB")).astype(int), result["seconds"]
+    return np.asarray(image.convert("RGB")).astype(int), result["seconds"][0]
 
 
 def open_page(page: object, base: str) -> None:

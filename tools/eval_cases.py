@@ -71,9 +71,9 @@ def load_cases(args: argparse.Namespace) -> CaseSetup:
 
 
 def pconv_method(setup: CaseSetup, args: argparse.Namespace) -> PConvMethod:
-    """The network with the test-time averages the options chose (both on unless --no-flip/shift-average)."""
+    """The network with the test-time averages and smooth blend the options chose (all on unless --no-...)."""
     flip, shift = getattr(args, "flip_average", True), getattr(args, "shift_average", True)
-    return PConvMethod(setup.model, flip_average=flip, shift_average=shift)
+    return PConvMethod(setup.model, flip_average=flip, shift_average=shift, smooth=getattr(args, "smooth", True))
 
 
 def composite(truth: np.ndarray, hole_mask: np.ndarray, fill: np.ndarray) -> np.ndarray:

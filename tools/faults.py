@@ -424,6 +424,7 @@ def report(records: list[CaseRecord], setup: CaseSetup, args: argparse.Namespace
             "weights": str(args.weights or "shipped"),
             "flip_average": args.flip_average,
             "shift_average": args.shift_average,
+            "smooth": getattr(args, "smooth", True),
         },
         "settings": SETTINGS,
         "groups": {
@@ -444,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"faults: {err}", file=sys.stderr)
         return 2
     figures = report(records, setup, args)
-    averages = [k.replace("_", " ") for k in ("flip_average", "shift_average") if getattr(args, k)]
+    averages = [k.replace("_", " ") for k in ("flip_average", "shift_average", "smooth") if getattr(args, k, False)]
     print(f"{len(records)} cases; pconv {figures['pconv']['weights']}, {', '.join(averages) or 'one pass'}")
     for label, summary in figures["groups"].items():
         print(f"\n## {label} ({summary['pconv']['cases']} cases)\n\n{table(summary)}")

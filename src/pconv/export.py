@@ -3,7 +3,8 @@
 Two graphs, both of the network with BatchNorm folded (``pconv.model.fuse_for_inference``; the same output to float
 rounding, and fewer operations for ONNX Runtime):
 
-``graph="fill"`` (the default, and the shipped ``pconv_default.onnx``): **the whole fill**, ``pconv.fill_graph.FillGraph``:
+``graph="fill"`` (the default, and the shipped ``pconv_default.onnx``): **the whole fill**,
+``pconv.fill_graph.FillGraph``:
 - inputs ``image`` (N, H, W, 3) uint8 RGB, ``hole_mask`` (N, H, W) uint8 (> 127 = hole, **white = hole**), and the
   optional scalars ``flip``, ``shift`` (() float32, default 1 = the four-pass average; 0 turns one off) and
   ``smooth`` (default 1: the smooth blend of ``pconv.smooth``; 0: the network's fill alone);
@@ -20,10 +21,10 @@ Any H and W work: the padding to the network's multiple ``2**depth`` (256 for th
 hole, and the crop back are inside the graph, so callers need not pad. The export uses PyTorch's TorchScript-based
 exporter (``dynamo=False``), which records those size computations as graph operations.
 
-The file's metadata (``OnnxNetwork.metadata``) records the graph (``pconv_graph``: fill or network), the network's config
-(``pconv_model_config``) and, when it was
-exported from a weights file, that file's SHA-256 (``pconv_weights_sha256``): the package's
-``pconv_default.onnx`` is the export of its ``pconv_default.safetensors``, and a test keeps the two together.
+The file's metadata (``OnnxNetwork.metadata``) records the graph (``pconv_graph``: fill or network), the network's
+config (``pconv_model_config``) and, when it was exported from a weights file, that file's SHA-256
+(``pconv_weights_sha256``): the package's ``pconv_default.onnx`` is the export of its ``pconv_default.safetensors``,
+and a test keeps the two together.
 
 Running an exported graph needs only onnxruntime: ``pconv.backends.OnnxNetwork`` (no torch import), also reached
 as ``OnnxPredictor`` here, and ``onnx_inpainter(path)``.
@@ -193,7 +194,8 @@ def check_onnx(
 
     def torch_net(x: np.ndarray, m: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(m)))[0].numpy()
+            inputs = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x, m))
+            return model(*inputs)[0].numpy()
 
     for h, w in sizes or _example_sizes(model):
         image = torch.rand(batch, model.config.in_channels, h, w, generator=gen).numpy()

@@ -28,8 +28,8 @@ the hole's connected regions (found on a grid of 32 px cells) each get a window 
 (default 128, and at least ``max_side // 2`` px a side where the image allows), overlapping windows are merged,
 a window still longer than ``max_side`` is resized down for the network (area average; a cell with any hole pixel
 is hole), filled, and that fill (known pixels kept) resized back up (bicubic, as PyTorch's ``interpolate``), and
-only hole pixels are pasted back. A hole spread over the whole image thus degrades gracefully into "resize the image down, fill,
-resize the fill back up".
+only hole pixels are pasted back. A hole spread over the whole image thus degrades gracefully into "resize the
+image down, fill, resize the fill back up".
 
 Test-time averaging (both default on, ``averaged_predictor``): flip averaging also fills the left-right mirror
 image, and shift averaging also fills the image moved one pixel down and right; the predictions (each moved or

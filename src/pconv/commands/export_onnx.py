@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 HELP = (
-    "Export the model to ONNX (dynamic batch, height, width) and check it: the whole fill (uint8 image and white = hole "
-    "mask in, filled uint8 image out) or, with --graph network, the network alone."
+    "Export the model to ONNX (dynamic batch, height, width) and check it: the whole fill (uint8 image and white = "
+    "hole mask in, filled uint8 image out) or, with --graph network, the network alone."
 )
 
 # Largest onnxruntime-vs-PyTorch difference accepted: float32 round-off (about 1e-6) for the network; for the fill,
