@@ -116,7 +116,7 @@ def main() -> None:
         "|---|---:|",
         f"| first fill in the page (fetch, compile the model and the WebAssembly, fill), s | {seconds[0]:.2f} |",
         f"| later fills, median of {args.rounds}, s | {statistics.median(seconds[1:]):.2f} |",
-        f"| Python, ONNX Runtime, one thread (`Inpainter(backend=\"onnx\", threads=1)`), median, s | {py_one:.2f} |",
+        f'| Python, ONNX Runtime, one thread (`Inpainter(backend="onnx", threads=1)`), median, s | {py_one:.2f} |',
         f"| Python, ONNX Runtime, default threads, median, s | {py_default:.2f} |",
         f"| what the page downloads, MiB | {total / 2**20:.1f} |",
     ]

@@ -34,6 +34,7 @@ import build_try  # noqa: E402
 
 sys.path.remove(str(REPO / "tools"))
 
+
 def have_build_tools() -> bool:
     return (build_try.ORT_DIST / build_try.ORT_FILES[0]).is_file() or shutil.which("npm") is not None
 
