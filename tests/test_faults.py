@@ -207,7 +207,7 @@ def test_on_one_validation_photo(shared_data: Path, capsys: pytest.CaptureFixtur
     assert main([*argv, "--per-bin", "--no-shift-average", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     first = text.splitlines()[0]
-    assert first.startswith("4 cases; pconv ") and first.endswith("flip average")
+    assert first.startswith("4 cases; pconv ") and first.endswith("flip average, smooth blend")
     assert "## all (4 cases)" in text and "## (0.01,0.1] (2 cases)" in text and "## (0.1,0.2] (2 cases)" in text
     report = json.loads(out.read_text())
     assert report["cases"] == 4 and report["pconv"]["flip_average"] and not report["pconv"]["shift_average"]
@@ -226,5 +226,5 @@ def test_on_one_validation_photo(shared_data: Path, capsys: pytest.CaptureFixtur
         main([*argv[:4], "--limit", "1", "--bins", "0", "--weights", str(make_weights(1)), *one_pass, "--method"]) == 0
     )
     alone = capsys.readouterr().out  # pconv alone, no classical fill
-    assert alone.startswith("2 cases; pconv ") and alone.splitlines()[0].endswith("one pass")
+    assert alone.startswith("2 cases; pconv ") and alone.splitlines()[0].endswith("one pass, smooth blend")
     assert "| pconv |" in alone and "| ns |" not in alone

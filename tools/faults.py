@@ -445,8 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"faults: {err}", file=sys.stderr)
         return 2
     figures = report(records, setup, args)
-    averages = [k.replace("_", " ") for k in ("flip_average", "shift_average", "smooth") if getattr(args, k, False)]
-    print(f"{len(records)} cases; pconv {figures['pconv']['weights']}, {', '.join(averages) or 'one pass'}")
+    averages = [k.replace("_", " ") for k in ("flip_average", "shift_average") if getattr(args, k, False)]
+    blend = ", smooth blend" if getattr(args, "smooth", False) else ""
+    print(f"{len(records)} cases; pconv {figures['pconv']['weights']}, {', '.join(averages) or 'one pass'}{blend}")
     for label, summary in figures["groups"].items():
         print(f"\n## {label} ({summary['pconv']['cases']} cases)\n\n{table(summary)}")
     if args.json is not None:

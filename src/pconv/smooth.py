@@ -136,7 +136,8 @@ def detail_gate(image: Tensor, valid_mask: Tensor, *, low: float = GATE_LOW, hig
     Args:
         image: (N, C, H, W) in [0, 1]; values under the hole are never read.
         valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
-        low, high: mean absolute Laplacian (8-bit levels) mapped to 0 and to 1.
+        low: mean absolute Laplacian (8-bit levels) at and below which the gate is 0.
+        high: mean absolute Laplacian (8-bit levels) at and above which the gate is 1.
     Returns:
         (N, 1, H, W) in [0, 1]: 0 = smooth surroundings (the smooth fill), 1 = detail (the network's fill).
     """
