@@ -111,7 +111,7 @@ def commands(
         ),
     }
     if args.before_src is not None:
-        runs["`pconv inpaint` before this change (PyTorch)"] = (
+        runs["`pconv inpaint` before this change (`--before-src`, full install, default backend)"] = (
             inpaint(args.full_python, "before"),
             str(args.before_src),
         )
