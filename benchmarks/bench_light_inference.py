@@ -200,12 +200,17 @@ def markdown(
 
 
 def write_section(path: Path, section: str, heading: str = HEADING) -> None:
-    """Replace the section under ``heading`` in ``path`` (up to the next ``## ``), or append it."""
+    """Replace the section under ``heading`` in ``path``, or append it.
+
+    The section ends at the next ``## `` heading or ``<!-- `` marker line (``bench_scale_out.py``'s sections start
+    with one), whichever comes first.
+    """
     text = path.read_text() if path.exists() else ""
     if heading in text:
         start = text.index(heading)
-        end = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+        ends = [text.find(mark, start + len(heading)) for mark in ("\n## ", "\n<!-- ")]
+        end = min((e for e in ends if e >= 0), default=-1)
+        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pconv import Inpainter
-from pconv.smooth import _border_share, _neighbour_mean, detail_gate, plane_fit, pull_push, smooth_fill
+from pconv.smooth import _border_share, _cross, _neighbour_mean, detail_gate, plane_fit, pull_push, smooth_fill
 
 COLOURS = [(3, 3, 3), (30, 30, 30), (128, 128, 128), (240, 240, 240), (252, 252, 252)]
 COLOURS += [(255, 0, 0), (0, 255, 0), (0, 0, 255), (135, 206, 235)]
@@ -70,7 +70,7 @@ def test_neighbour_mean_repeats_the_edge_pixels(shape: tuple[int, int, int, int]
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     want = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / 4
-    torch.testing.assert_close(_neighbour_mean(x, _border_share(x)), want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(_neighbour_mean(x, _cross(x), _border_share(x, _cross(x))), want, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["h", "v", "d"])

@@ -100,31 +100,32 @@ def pull_push(values: Tensor, weights: Tensor, *, levels: int = LEVELS, relax: i
         sums.append(F.avg_pool2d(sums[-1], 2, ceil_mode=True))
         mass.append(F.avg_pool2d(mass[-1], 2, ceil_mode=True))
     estimate = sums[-1] / mass[-1].clamp(min=_EPS)
+    cross = _cross(values)
     for level in reversed(range(levels)):
         coarse = F.interpolate(estimate, size=sums[level].shape[-2:], mode="bilinear", align_corners=False)
         own = sums[level] / mass[level].clamp(min=_EPS)
         keep = mass[level].clamp(0, 1)
         estimate = keep * own + (1 - keep) * coarse
-        border = _border_share(estimate)
+        border = _border_share(estimate, cross)
         for _ in range(relax):
-            estimate = keep * own + (1 - keep) * _neighbour_mean(estimate, border)
+            estimate = keep * own + (1 - keep) * _neighbour_mean(estimate, cross, border)
     return estimate
 
 
-def _neighbour_mean(x: Tensor, border: Tensor) -> Tensor:
+def _neighbour_mean(x: Tensor, cross: Tensor, border: Tensor) -> Tensor:
     """(N, C, H, W): the mean of each pixel's four neighbours, the image's edge pixels repeated outward.
 
-    ``border`` is ``_border_share(x)``: a neighbour outside the image counts as the pixel itself. One zero-padded
-    convolution instead of a padded copy and four slices keeps the exported graph small (it loads faster).
+    ``cross`` is ``_cross(x)``, ``border`` is ``_border_share(x, cross)``: a neighbour outside the image counts as
+    the pixel itself. One zero-padded convolution instead of a padded copy and four slices keeps the exported graph
+    small (it loads faster).
     """
     channels = int(x.shape[1])  # 1 or 3, a constant in a traced graph
-    return F.conv2d(x, _cross(x).expand(channels, 1, 3, 3), padding=1, groups=channels) + x * border
+    return F.conv2d(x, cross.expand(channels, 1, 3, 3), padding=1, groups=channels) + x * border
 
 
-def _border_share(x: Tensor) -> Tensor:
+def _border_share(x: Tensor, cross: Tensor) -> Tensor:
     """(1, 1, H, W): a quarter for each of a pixel's four neighbours that lies outside the image (0 inside)."""
-    ones = torch.ones_like(x[:1, :1])
-    return 1 - F.conv2d(ones, _cross(x), padding=1)
+    return 1 - F.conv2d(torch.ones_like(x[:1, :1]), cross, padding=1)
 
 
 def _cross(like: Tensor) -> Tensor:
