@@ -70,6 +70,7 @@ def test_neighbour_mean_repeats_the_edge_pixels(shape: tuple[int, int, int, int]
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     want = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / 4
+    torch.testing.assert_close(_neighbour_mean(x), want, rtol=0, atol=1e-6)  # eager form
     torch.testing.assert_close(_neighbour_mean(x, _cross(x), _border_share(x, _cross(x))), want, rtol=0, atol=1e-6)
 
 
