@@ -19,7 +19,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pconv import Inpainter
-from pconv.smooth import _border_share, _cross, _neighbour_mean, detail_gate, plane_fit, pull_push, smooth_fill
+from pconv.smooth import (
+    EDGE_AGREE,
+    STD_HIGH,
+    _border_share,
+    _cross,
+    _neighbour_mean,
+    continue_edge,
+    detail_gate,
+    grow,
+    local_std,
+    plane_fit,
+    pull_push,
+    smooth_fill,
+)
 
 COLOURS = [(3, 3, 3), (30, 30, 30), (128, 128, 128), (240, 240, 240), (252, 252, 252)]
 COLOURS += [(255, 0, 0), (0, 255, 0), (0, 0, 255), (135, 206, 235)]
@@ -97,6 +110,62 @@ def test_detail_gate_is_zero_on_ramps_and_one_on_texture(size: int) -> None:
         assert detail_gate(smooth, valid)[hole].max() == 0
     texture = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(2))
     assert detail_gate(texture, valid)[hole].min() == 1
+
+
+def test_grow_fills_ring_by_ring_with_the_neighbours_mean() -> None:
+    valid = torch.ones(1, 1, 9, 20)
+    valid[..., :, 4:16] = 0  # a 12-px wide hole band, rings of 2 px (kernel 5) from both sides
+    values = torch.zeros(1, 1, 9, 20)
+    values[..., :, :4] = 1.0  # left known part 1, right known part 0
+    grown, depth = grow(values, valid, steps=2)
+    assert depth[0, 0, 0].tolist() == [0] * 4 + [1, 1, 2, 2, 3, 3, 3, 3, 2, 2, 1, 1] + [0] * 4
+    assert torch.equal(grown[..., :4], values[..., :4]) and torch.equal(grown[..., 16:], values[..., 16:])
+    assert torch.allclose(grown[..., 4], torch.full((1, 1, 9), 1.0))  # only left pixels in its 5x5 window
+    assert torch.allclose(grown[..., 15], torch.zeros(1, 1, 9))
+    assert (grown[..., 8:12] == 0).all()  # beyond the last ring: nothing grown
+    constant = torch.full((1, 3, 9, 20), 0.37)
+    assert torch.allclose(grow(constant, valid, steps=3)[0][..., 4:16], constant[..., 4:16], atol=1e-6)
+
+
+def test_local_std_measures_the_known_pixels_only() -> None:
+    valid = torch.ones(1, 1, 16, 16)
+    valid[..., 4:12, 4:12] = 0
+    image = torch.full((1, 3, 16, 16), 0.5)
+    image[..., 4:12, 4:12] = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))  # hidden noise
+    std, seen = local_std(image, valid)
+    assert std.max() < 0.1  # the hole's values are never read (float32: within 0.1 level)
+    image[:, 1, ::2] = 0.5 + 4 / 255  # known rows alternating by 4 levels in green: std 2 levels
+    assert torch.allclose(local_std(image, valid)[0][..., 8, 0], torch.tensor([[2.0]]), atol=0.1)
+    assert seen[..., 8, 8].item() == 0 and seen[..., 8, 2].item() == 1  # the hole's middle; 2 px from its edge
+
+
+def test_continue_edge_draws_the_first_hole_pixels_toward_smooth_surroundings() -> None:
+    valid = torch.ones(1, 1, 48, 48)
+    valid[..., 8:40, 8:40] = 0
+    hole = valid == 0
+    image = torch.full((1, 3, 48, 48), 0.4)
+    offset = image + 10 / 255  # a network's fill 10 levels off everywhere
+    out = continue_edge(offset, image, valid)
+    first_ring = hole & (F.max_pool2d(valid, 3, stride=1, padding=1) > 0)
+    # At the edge the continuation's full weight times the agreement (1 - 10 / EDGE_AGREE): 10 levels become
+    # 10 * 10 / EDGE_AGREE.
+    edge = ((out - image) * 255)[first_ring.expand_as(out)]
+    assert torch.allclose(edge, torch.full_like(edge, 10 * 10 / EDGE_AGREE), atol=1e-3)
+    centre = ((out - image) * 255)[..., 24, 24]
+    assert (centre > edge.max()).all() and (centre < 10).all()  # 16 px in: drawn less of the way
+    assert torch.equal(continue_edge(offset, image, valid, smooth=0.0), offset)  # off
+    assert torch.equal(out[valid.expand_as(out) > 0], offset[valid.expand_as(out) > 0])  # only the hole changes
+
+
+def test_continue_edge_leaves_detail_and_disagreement_to_the_network() -> None:
+    valid = torch.ones(1, 1, 48, 48)
+    valid[..., 8:40, 8:40] = 0
+    noisy = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(4)) * (4 * STD_HIGH / 255) + 0.3
+    prediction = torch.full_like(noisy, 0.35)
+    assert torch.equal(continue_edge(prediction, noisy, valid), prediction)  # busy surroundings: untouched
+    flat = torch.full((1, 3, 48, 48), 0.4)
+    far = flat + (EDGE_AGREE + 1) / 255  # the network brings something the surroundings do not hold
+    assert torch.equal(continue_edge(far, flat, valid), far)
 
 
 # ---------- the shipped model, through the public API ----------
