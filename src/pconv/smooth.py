@@ -272,7 +272,7 @@ def continue_edge(prediction: Tensor, image: Tensor, valid_mask: Tensor, *, smoo
     ``EDGE_AGREE`` levels or more: there the network brings something the surroundings do not hold).
 
     Args:
-        prediction: (N, C, H, W), the network's (averaged) prediction.
+        prediction: (N, C, H, W), the fill so far (in ``blend``: the network's, after the gate).
         image: (N, C, H, W) in [0, 1]; values under the hole are never read.
         valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
         smooth: 1 = continue, 0 = return ``prediction`` unchanged (a float, or a () tensor in a traced graph).
