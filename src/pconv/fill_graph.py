@@ -12,7 +12,8 @@ Python, ONNX Runtime Web in the browser, any other ONNX runtime):
   run in two network calls (as is with mirrored, moved with moved-and-mirrored); a variant that is off joins its
   call as an empty batch, so it costs nothing;
 - the smooth blend (``pconv.smooth``, beyond the paper): where the known pixels around the hole hold no detail, the
-  fill is a smooth fill exact on constant colours and linear ramps; chosen per call by the scalar input ``smooth``;
+  fill is a smooth fill exact on constant colours and linear ramps, and near the hole's edge smooth surroundings
+  are continued into it (``pconv.smooth.continue_edge``); chosen per call by the scalar input ``smooth``;
 - clamping, rounding half to even (numpy's ``rint``, ONNX ``Round``) and putting the known pixels back: every known
   pixel of the output is the input's byte.
 

@@ -366,8 +366,9 @@ class Inpainter:
         shift_average: average the prediction with that of the image moved by one pixel (module docstring):
             better fills for twice the time again. Both ``False`` runs the network once.
         smooth: the smooth blend (``pconv.smooth``, beyond the paper): where the known pixels around a hole hold no
-            detail, the fill is a smooth fill that is exact on flat colours and linear gradients; ``False`` keeps
-            the network's fill alone. On PyTorch (and with a ``predictor``) it needs torch.
+            detail, the fill is a smooth fill that is exact on flat colours and linear gradients, and near the
+            hole's edge smooth surroundings are continued into it (no outline); ``False`` keeps the network's fill
+            alone. On PyTorch (and with a ``predictor``) it needs torch.
         fast: on the PyTorch backend, run a copy of the network with BatchNorm folded into the convolutions and
             channels-last layout (``pconv.model.fuse_for_inference``): the same output to float rounding, faster
             (benchmarks/RESULTS.md). ``self.model`` stays the unfused network. (An exported ONNX graph is fused.)

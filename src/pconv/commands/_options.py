@@ -9,7 +9,8 @@ FLIP_AVERAGE_HELP = "skip averaging with the mirrored image (half the passes, sl
 SHIFT_AVERAGE_HELP = "skip averaging with the image moved by one pixel (half the passes, slightly worse)"
 SMOOTH_HELP = (
     "the network's fill alone, without the smooth blend (pconv.smooth: where the known pixels around a hole hold "
-    "no detail, a smooth fill exact on flat colours and gradients)"
+    "no detail, a smooth fill exact on flat colours and gradients; near the hole's edge, smooth surroundings "
+    "continued into it)"
 )
 
 
