@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from pconv.bench import print_table
-from pconv.masks import RATIO_BINS, generate_hole_mask
+from pconv.mask_generation import generate_hole_mask
+from pconv.masks import RATIO_BINS
 
 
 def main() -> None:

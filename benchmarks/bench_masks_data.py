@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from pconv.data import InpaintingDataset
-from pconv.masks import PRESETS, RATIO_BINS, NvidiaMasks, generate_hole_mask
+from pconv.mask_generation import PRESETS, generate_hole_mask
+from pconv.masks import RATIO_BINS
+from pconv.nvidia_masks import NvidiaMasks
 
 
 def per_call_ms(fn, n: int) -> float:

@@ -13,7 +13,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from pconv.data import InpaintingDataset, list_images, load_rgb
-from pconv.masks import GeneratedMasks, NvidiaMasks, resize_hole_nearest
+from pconv.mask_generation import GeneratedMasks
+from pconv.masks import resize_hole_nearest
+from pconv.nvidia_masks import NvidiaMasks
 
 RED, BLUE = (220, 20, 30), (10, 40, 200)
 

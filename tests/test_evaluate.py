@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from pconv import evaluate as ev
-from pconv import masks as pconv_masks
+from pconv import mask_generation as pconv_masks
 from pconv import report, scores
 from pconv.cli import main
 from pconv.config import ModelConfig

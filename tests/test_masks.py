@@ -12,20 +12,17 @@ import pytest
 from PIL import Image
 
 from pconv.cli import main
+from pconv.mask_generation import PRESETS, GeneratedMasks, augment_hole_mask, generate_hole_mask
 from pconv.masks import (
-    PRESETS,
     RATIO_BINS,
-    GeneratedMasks,
     MaskSource,
-    NvidiaMasks,
-    augment_hole_mask,
-    generate_hole_mask,
     hole_ratio,
     hole_to_valid_array,
     load_hole_mask,
     ratio_bin_index,
     resize_hole_nearest,
 )
+from pconv.nvidia_masks import NvidiaMasks
 
 SIZE = 256  # generator tests run at 256 x 256 to stay fast; shapes scale with the size
 
@@ -261,7 +258,7 @@ def test_mixed_preset_and_fixed_scale_make_wider_strokes_on_small_crops() -> Non
     """scale=1.0 on a 128 crop draws shapes at their 512-pixel size: fewer, wider pieces for the same bin."""
     import cv2
 
-    from pconv.masks import GeneratedMasks
+    from pconv.mask_generation import GeneratedMasks
 
     def pieces(source: GeneratedMasks) -> float:
         counts = [cv2.connectedComponents(source.sample(np.random.default_rng(s), 128))[0] - 1 for s in range(40)]
@@ -315,7 +312,7 @@ def test_fragments_preset_breaks_strokes_into_ragged_pieces() -> None:
 
 
 def test_preset_lists_pick_each_listed_preset_and_mixed_keeps_its_four() -> None:
-    from pconv.masks import MIXED_PRESETS, preset_names
+    from pconv.mask_generation import MIXED_PRESETS, preset_names
 
     assert preset_names("mixed") == MIXED_PRESETS == ("blobs", "medium", "thick", "thin")
     assert preset_names("fragments, mixed") == ("fragments", *MIXED_PRESETS)

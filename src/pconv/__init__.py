@@ -12,12 +12,12 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it.
 _EXPORTS: dict[str, str] = {
-    "GeneratedMasks": "pconv.masks",
+    "GeneratedMasks": "pconv.mask_generation",
     "InpaintingDataset": "pconv.data",
     "ModelConfig": "pconv.config",
-    "NvidiaMasks": "pconv.masks",
+    "NvidiaMasks": "pconv.nvidia_masks",
     "RATIO_BINS": "pconv.masks",
-    "generate_hole_mask": "pconv.masks",
+    "generate_hole_mask": "pconv.mask_generation",
     "list_images": "pconv.data",
     "load_rgb": "pconv.data",
     "PartialConv2d": "pconv.layers",

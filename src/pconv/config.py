@@ -148,7 +148,7 @@ class DataConfig:
         val_root: folder of validation photos; the first ``val_count`` (sorted by path) form a fixed validation
             set with fixed masks. ``None``: no validation.
         masks: ``"generated"`` for procedural stroke masks, or a folder of NVIDIA-style mask PNGs (white = hole).
-        mask_preset: with generated masks, a preset of ``pconv.masks.PRESETS``, ``"mixed"`` (the four smooth
+        mask_preset: with generated masks, a preset of ``pconv.mask_generation.PRESETS``, ``"mixed"`` (the four smooth
             ones) or a comma list such as ``"mixed,fragments"``; with several, one is picked per mask.
         mask_scale: with generated masks, the shape size relative to a 512 × 512 image; 0 scales shapes with the
             crop. 1.0 on 256 crops trains on holes as wide in pixels as those of 512 × 512 evaluation masks.

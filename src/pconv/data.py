@@ -23,7 +23,8 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from pconv.masks import GeneratedMasks, MaskSource, hole_to_valid_array, resize_hole_nearest
+from pconv.mask_generation import GeneratedMasks
+from pconv.masks import MaskSource, hole_to_valid_array, resize_hole_nearest
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS", "list_images", "load_rgb", "InpaintingDataset"]
 

@@ -13,11 +13,11 @@ first K photos' cases of the full run:
   the next 1000 B. Cell (b, kind) uses file ``2000 b + 1000 [kind == B] + perm[p % 1000]``, where ``perm`` is
   ``numpy.random.default_rng([seed, b, kind]).permutation(1000)`` and ``p`` the photo index: different photos
   get different masks (up to 1000 photos) and the choice never depends on how many photos there are.
-- Generated masks (``GeneratedCellMasks``): ``pconv.masks.generate_hole_mask`` with a generator seeded by
+- Generated masks (``GeneratedCellMasks``): ``pconv.mask_generation.generate_hole_mask`` with a generator seeded by
   ``[seed, p, b, kind]`` and ``border=50`` for N, 0 for B.
 
 (These are case-selection rules for evaluation; the training-side mask sources with augmentation are
-``pconv.masks.NvidiaMasks`` and ``pconv.masks.GeneratedMasks``.)
+``pconv.nvidia_masks.NvidiaMasks`` and ``pconv.mask_generation.GeneratedMasks``.)
 
 Scoring. Every method's output is composited (its prediction in the hole, the truth elsewhere; the paper scores
 I_comp), checked (a missing or wrongly shaped output is an error, never skipped) and scored with
@@ -194,16 +194,16 @@ class NvidiaCellMasks:
 
 @dataclass(frozen=True)
 class GeneratedCellMasks:
-    """Masks from ``pconv.masks.generate_hole_mask``, seeded by (seed, photo index, bin, kind)."""
+    """Masks from ``pconv.mask_generation.generate_hole_mask``, seeded by (seed, photo index, bin, kind)."""
 
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from pconv import masks
+        from pconv import mask_generation
 
-        if not hasattr(masks, "generate_hole_mask"):
+        if not hasattr(mask_generation, "generate_hole_mask"):
             raise RuntimeError(
-                "--masks generated needs pconv.masks.generate_hole_mask, which this version of "
+                "--masks generated needs pconv.mask_generation.generate_hole_mask, which this version of "
                 "pconv lacks; pass the NVIDIA test mask folder instead"
             )
 
@@ -212,7 +212,7 @@ class GeneratedCellMasks:
 
     def load(self, case: Case) -> np.ndarray:
         """(512, 512) uint8 hole mask, 1 = hole."""
-        from pconv.masks import generate_hole_mask
+        from pconv.mask_generation import generate_hole_mask
 
         rng = np.random.default_rng([self.seed, case.photo_index, case.bin_index, KINDS.index(case.kind)])
         hole_mask = generate_hole_mask(

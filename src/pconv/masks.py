@@ -1,4 +1,4 @@
-"""Mask polarity and mask files.
+"""Mask polarity, mask files and hole ratios: the bottom of every mask path.
 
 Two polarities exist and never share a name:
 - ``hole_mask``: 1 (or 255 in files) where pixels are missing. People, editors, mask files, the CLI and the
@@ -7,20 +7,16 @@ Two polarities exist and never share a name:
   the network and the losses use it.
 The conversion between them lives here and nowhere else.
 
-Random hole masks (section 4 of the paper: irregular masks grouped by hole ratio in the bins
-(0.01,0.1], (0.1,0.2], ... (0.5,0.6], with or without holes within 50 px of the border):
-- ``generate_hole_mask``: strokes of random width and curvature, blobs and ellipses (presets like LaMa's
-  thin / medium / thick), drawn with OpenCV until the hole ratio lands in a requested bin.
-- Mask sources for datasets (``MaskSource``: ``sample(rng, size) -> hole mask``): ``GeneratedMasks`` and
-  ``NvidiaMasks`` (the NVIDIA irregular mask test set with the paper's dilation / rotation / flip / crop).
-All of them return ``hole_mask`` arrays: (H, W) uint8 in {0, 1}, 1 = hole.
+Also here: reading mask files (``load_hole_mask``, ``pil_to_hole_mask``), the paper's hole-ratio bins
+(``RATIO_BINS``, section 4) and ``hole_ratio``, nearest-neighbour resizing, and ``MaskSource``, what a dataset
+draws random masks from. The sources themselves live in ``pconv.mask_generation`` (procedural masks) and
+``pconv.nvidia_masks`` (the NVIDIA irregular mask test set). All of them return ``hole_mask`` arrays:
+(H, W) uint8 in {0, 1}, 1 = hole. Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -43,17 +39,11 @@ __all__ = [
     "pil_to_hole_mask",
     "hole_array_to_valid_tensor",
     "RATIO_BINS",
-    "MaskPreset",
-    "PRESETS",
-    "MIXED_PRESETS",
-    "preset_names",
     "hole_ratio",
     "ratio_bin_index",
-    "generate_hole_mask",
     "resize_hole_nearest",
+    "require_cv2",
     "MaskSource",
-    "GeneratedMasks",
-    "NvidiaMasks",
 ]
 
 # A grey level above this (on 0..255) counts as hole: anti-aliased brush edges at half grey or more are hole.
@@ -142,56 +132,11 @@ def hole_array_to_valid_tensor(hole: np.ndarray) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Random irregular hole masks
+# Hole ratios
 # ---------------------------------------------------------------------------------------------------------------
 
 RATIO_BINS: tuple[tuple[float, float], ...] = ((0.01, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 """The paper's hole-ratio bins, half-open (lo, hi] (arXiv 1804.07723, section 4)."""
-
-# Shape sizes below are in pixels of a 512-pixel image and scale with min(H, W) / 512.
-_REFERENCE_SIZE = 512
-
-
-@dataclass(frozen=True)
-class MaskPreset:
-    """How a mask's shapes look. Lengths are in pixels at 512 × 512 and scale with the image.
-
-    Attributes:
-        stroke_width: (min, max) brush width of a stroke.
-        segment_length: (min, max) length of one straight segment of a stroke.
-        segments: (min, max) segments per stroke.
-        turn: standard deviation (radians) of the direction change between segments: the curvature.
-        blob_prob: chance that a shape is an irregular blob (a star-shaped polygon with a wobbly outline).
-        ellipse_prob: chance that a shape is a filled ellipse.
-        blob_radius: (min, max) mean radius of blobs and ellipses.
-        speck_prob: chance that a shape is a cluster of small rectangles (like the blocky bits of the NVIDIA masks).
-        shapes: (min, max) shapes per mask when no ratio bin is requested.
-        fragment: break each shape into bumpy pieces (``_fragment``), like the broken strokes and ragged
-            outlines of the NVIDIA test masks; False keeps the brush's smooth outline.
-    """
-
-    stroke_width: tuple[float, float]
-    segment_length: tuple[float, float]
-    segments: tuple[int, int]
-    turn: float
-    blob_prob: float
-    ellipse_prob: float
-    blob_radius: tuple[float, float]
-    speck_prob: float
-    shapes: tuple[int, int]
-    fragment: bool = False
-
-
-# LaMa-like presets (thin / medium / thick brush strokes) plus mostly-blob masks.
-PRESETS: dict[str, MaskPreset] = {
-    "thin": MaskPreset((4, 16), (15, 50), (4, 14), 0.7, 0.05, 0.05, (10, 30), 0.10, (2, 8)),
-    "medium": MaskPreset((12, 40), (20, 70), (3, 10), 0.6, 0.15, 0.10, (20, 60), 0.15, (2, 6)),
-    "thick": MaskPreset((30, 90), (30, 100), (2, 7), 0.5, 0.20, 0.15, (35, 100), 0.10, (1, 4)),
-    "blobs": MaskPreset((20, 60), (20, 70), (2, 5), 0.6, 0.50, 0.25, (20, 90), 0.10, (2, 6)),
-    "fragments": MaskPreset((4, 18), (15, 50), (4, 14), 0.6, 0.15, 0.0, (10, 40), 0.10, (3, 8), fragment=True),
-}
-# What ``"mixed"`` picks from (the presets it has always meant, so older training commands still reproduce).
-MIXED_PRESETS: tuple[str, ...] = ("blobs", "medium", "thick", "thin")
 
 
 def hole_ratio(hole_mask: np.ndarray) -> float:
@@ -207,7 +152,13 @@ def ratio_bin_index(ratio: float, bins: Sequence[tuple[float, float]] = RATIO_BI
     return None
 
 
-def _require_cv2() -> Any:
+# ---------------------------------------------------------------------------------------------------------------
+# Resizing and mask sources
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def require_cv2() -> Any:
+    """The ``cv2`` module (OpenCV), imported on first use; a RuntimeError naming the extra to install without it."""
     try:
         import cv2
     except ImportError:  # pragma: no cover - opencv is in the train/eval extras
@@ -215,258 +166,14 @@ def _require_cv2() -> Any:
     return cv2
 
 
-def _stroke_steps(
-    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
-) -> Iterator[Callable[[np.ndarray], None]]:
-    """One brush stroke as a sequence of segments; each step draws one segment onto a canvas."""
-    width = max(1, int(round(rng.uniform(*p.stroke_width) * scale)))
-    x, y = rng.uniform(0, w), rng.uniform(0, h)
-    angle = rng.uniform(0, 2 * math.pi)
-    for _ in range(int(rng.integers(p.segments[0], p.segments[1], endpoint=True))):
-        angle += rng.normal(0, p.turn)
-        length = rng.uniform(*p.segment_length) * scale
-        nx, ny = x + length * math.cos(angle), y + length * math.sin(angle)
-        if not (0 <= nx < w and 0 <= ny < h):  # bounce off the edge instead of running along it
-            angle += math.pi
-            nx, ny = x + length * math.cos(angle), y + length * math.sin(angle)
-        nx, ny = min(max(nx, 0.0), w - 1.0), min(max(ny, 0.0), h - 1.0)
-        seg_width = max(1, int(round(width * rng.uniform(0.85, 1.15))))  # a brush's pressure varies a little
-        start, end = (int(round(x)), int(round(y))), (int(round(nx)), int(round(ny)))
-
-        def draw(canvas: np.ndarray, start=start, end=end, seg_width=seg_width) -> None:
-            cv2.line(canvas, start, end, 1, seg_width, cv2.LINE_8)
-            cv2.circle(canvas, end, seg_width // 2, 1, -1, cv2.LINE_8)  # round joint
-
-        yield draw
-        x, y = nx, ny
-
-
-def _blob_step(
-    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
-) -> Callable[[np.ndarray], None]:
-    """An irregular blob: a star-shaped polygon whose radius is a sum of a few random harmonics."""
-    cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-    radius = rng.uniform(*p.blob_radius) * scale
-    theta = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-    wobble = np.ones_like(theta)
-    for k in range(2, 6):
-        wobble += rng.uniform(0, 0.35 / (k - 1)) * np.sin(k * theta + rng.uniform(0, 2 * np.pi))
-    r = radius * np.clip(wobble, 0.25, None) * rng.uniform(0.6, 1.0, size=1)
-    stretch = rng.uniform(0.6, 1.4)
-    pts = np.stack([cx + r * np.cos(theta) * stretch, cy + r * np.sin(theta) / stretch], axis=1)
-    poly = np.round(pts).astype(np.int32)[None]
-
-    def draw(canvas: np.ndarray) -> None:
-        cv2.fillPoly(canvas, poly, 1, cv2.LINE_8)
-
-    return draw
-
-
-def _ellipse_step(
-    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
-) -> Callable[[np.ndarray], None]:
-    centre = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
-    a = max(1, int(rng.uniform(*p.blob_radius) * scale))
-    b = max(1, int(a * rng.uniform(0.25, 1.0)))
-    angle = float(rng.uniform(0, 180))
-
-    def draw(canvas: np.ndarray) -> None:
-        cv2.ellipse(canvas, centre, (a, b), angle, 0, 360, 1, -1, cv2.LINE_8)
-
-    return draw
-
-
-def _specks_step(
-    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
-) -> Callable[[np.ndarray], None]:
-    """A cluster of small axis-aligned rectangles scattered around a point."""
-    n = int(rng.integers(4, 16))
-    spread = p.blob_radius[1] * scale
-    xs = rng.normal(rng.uniform(0, w), spread, n)
-    ys = rng.normal(rng.uniform(0, h), spread, n)
-    sides = rng.uniform(4, 8 + p.stroke_width[0], (n, 2)) * scale
-    boxes = [(int(x), int(y), int(x + max(1.0, a)), int(y + max(1.0, b))) for x, y, (a, b) in zip(xs, ys, sides)]
-
-    def draw(canvas: np.ndarray) -> None:
-        for x0, y0, x1, y1 in boxes:
-            cv2.rectangle(canvas, (x0, y0), (x1, y1), 1, -1)
-
-    return draw
-
-
-def _fragment(cv2: Any, shape: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
-    """Break a drawn (h, w) {0, 1} shape into bumpy pieces: keep it where smooth random noise is high, then grow
-    each piece by a small disc or square, so strokes turn into chains of blobs with ragged outlines."""
-    ys, xs = np.nonzero(shape)
-    out = np.zeros_like(shape)
-    if ys.size == 0:
-        return out
-    k = 2 * max(1, int(round(rng.integers(2, 7) * scale))) + 1  # growth kernel side, odd
-    y0, y1 = max(ys.min() - k, 0), min(ys.max() + k + 1, shape.shape[0])  # work in the shape's bounding box
-    x0, x1 = max(xs.min() - k, 0), min(xs.max() + k + 1, shape.shape[1])
-    noise = rng.standard_normal((y1 - y0, x1 - x0)).astype(np.float32)
-    noise = cv2.GaussianBlur(noise, (0, 0), rng.uniform(3, 8) * max(scale, 0.25))
-    kept = (shape[y0:y1, x0:x1] > 0) & (noise > np.quantile(noise[::3, ::3], rng.uniform(0.2, 0.55)))
-    kind = cv2.MORPH_ELLIPSE if rng.uniform() < 0.6 else cv2.MORPH_RECT
-    out[y0:y1, x0:x1] = cv2.dilate(kept.astype(np.uint8), cv2.getStructuringElement(kind, (k, k)))
-    return out
-
-
-def _shape_steps(
-    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
-) -> Iterator[Callable[[np.ndarray], None]]:
-    """One random shape (stroke, blob, ellipse or specks) as drawing steps, so a caller can stop between them.
-
-    With ``p.fragment`` the whole shape is one step: drawn on its own canvas, fragmented, then added.
-    """
-    if p.fragment:
-        steps = list(_plain_shape_steps(cv2, rng, p, scale, h, w))
-        shape = np.zeros((h, w), np.uint8)
-        for step in steps:
-            step(shape)
-        pieces = _fragment(cv2, shape, rng, scale)
-
-        def draw(canvas: np.ndarray) -> None:
-            np.bitwise_or(canvas, pieces, out=canvas)
-
-        yield draw
-    else:
-        yield from _plain_shape_steps(cv2, rng, p, scale, h, w)
-
-
-def _plain_shape_steps(
-    cv2: Any, rng: np.random.Generator, p: MaskPreset, scale: float, h: int, w: int
-) -> Iterator[Callable[[np.ndarray], None]]:
-    u = rng.uniform()
-    if u < p.blob_prob:
-        yield _blob_step(cv2, rng, p, scale, h, w)
-    elif u < p.blob_prob + p.ellipse_prob:
-        yield _ellipse_step(cv2, rng, p, scale, h, w)
-    elif u < p.blob_prob + p.ellipse_prob + p.speck_prob:
-        yield _specks_step(cv2, rng, p, scale, h, w)
-    else:
-        yield from _stroke_steps(cv2, rng, p, scale, h, w)
-
-
-def _fill_pixels(cv2: Any, canvas: np.ndarray, rng: np.random.Generator, n: int) -> None:
-    """Turn ``n`` known pixels into hole, preferring those that touch the hole (so no stray specks appear)."""
-    if n <= 0:
-        return
-    grown = cv2.dilate(canvas, np.ones((3, 3), np.uint8))
-    ring = np.flatnonzero((grown > 0) & (canvas == 0))
-    known = ring if ring.size >= n else np.flatnonzero(canvas == 0)
-    chosen = rng.choice(known, size=min(n, known.size), replace=False)
-    canvas.reshape(-1)[chosen] = 1
-
-
-def _fill_to_count(
-    cv2: Any, canvas: np.ndarray, rng: np.random.Generator, p: MaskPreset, scale: float, lo_px: float, hi_px: float
-) -> None:
-    """Draw shapes until the hole count lies in (lo_px, hi_px], aiming at a count drawn uniformly in that range.
-
-    A step that would overshoot ``hi_px`` is undone and the shapes shrink, so the count always lands in range.
-    """
-    h, w = canvas.shape
-    target = max(rng.uniform(lo_px, hi_px), math.floor(lo_px) + 1)
-    count, shrink, overshoots = 0, 1.0, 0
-    backup = np.empty_like(canvas)
-    while count < target:
-        for step in _shape_steps(cv2, rng, p, scale * shrink, h, w):
-            np.copyto(backup, canvas)
-            step(canvas)
-            new = cv2.countNonZero(canvas)
-            if new > hi_px:
-                np.copyto(canvas, backup)
-                overshoots += 1
-                shrink *= 0.7
-                if overshoots > 200:
-                    # Every shape overshoots the narrow gap left: finish with single pixels next to the hole.
-                    _fill_pixels(cv2, canvas, rng, int(target) - count)
-                    return
-                break
-            count = new
-            if count >= target:
-                break
-
-
-def _check_bin(ratio_bin: tuple[float, float], h: int, w: int, border: int) -> None:
-    lo, hi = ratio_bin
-    if not (0 <= lo < hi <= 1):
-        raise ValueError(f"ratio_bin must satisfy 0 <= lo < hi <= 1, got {ratio_bin}")
-    reachable = (h - 2 * border) * (w - 2 * border) / (h * w)
-    if lo >= 0.95 * reachable:
-        raise ValueError(
-            f"hole ratio bin {ratio_bin} is out of reach with a {border} px border on {h}x{w}: "
-            f"at most {reachable:.2f} of the image can be hole; use a smaller border or bin"
-        )
-
-
-def generate_hole_mask(
-    height: int,
-    width: int,
-    *,
-    rng: np.random.Generator,
-    ratio_bin: tuple[float, float] | None = None,
-    preset: str | MaskPreset = "medium",
-    border: int = 0,
-    scale: float | None = None,
-) -> np.ndarray:
-    """A random irregular hole mask of strokes, blobs, ellipses and specks.
-
-    Args:
-        height: mask size in pixels.
-        width: mask size in pixels.
-        rng: the only source of randomness; the same generator state gives the same mask.
-        ratio_bin: (lo, hi): the hole ratio lands in the half-open interval (lo, hi], roughly uniformly.
-            None: a random number of shapes (``preset.shapes``), hole ratio uncontrolled.
-        preset: a name in ``PRESETS`` ("thin", "medium", "thick", "blobs") or a ``MaskPreset``.
-        border: no hole pixel lies within this many pixels of the edge (the paper: 50 at 512 × 512).
-        scale: size of the shapes relative to their size at 512 × 512; None scales them with the image
-            (``min(height, width) / 512``). 1.0 on a 256 × 256 crop gives strokes as wide in pixels as at 512.
-
-    Returns:
-        hole_mask: (height, width) uint8 in {0, 1}, 1 = hole.
-    """
-    cv2 = _require_cv2()
-    p = PRESETS[preset] if isinstance(preset, str) and preset in PRESETS else preset
-    if not isinstance(p, MaskPreset):
-        raise ValueError(f"unknown mask preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if height < 1 or width < 1 or border < 0 or 2 * border >= min(height, width):
-        raise ValueError(f"bad mask size {height}x{width} with border {border}")
-    if ratio_bin is not None:
-        _check_bin(ratio_bin, height, width, border)
-    canvas = np.zeros((height - 2 * border, width - 2 * border), np.uint8)  # holes are drawn inside the border
-    if scale is None:
-        scale = min(height, width) / _REFERENCE_SIZE
-    elif not scale > 0:
-        raise ValueError(f"mask shape scale must be positive, got {scale}")
-    if ratio_bin is None:
-        for _ in range(int(rng.integers(p.shapes[0], p.shapes[1], endpoint=True))):
-            for step in _shape_steps(cv2, rng, p, scale, *canvas.shape):
-                step(canvas)
-    else:
-        total = height * width
-        _fill_to_count(cv2, canvas, rng, p, scale, ratio_bin[0] * total, ratio_bin[1] * total)
-    if border == 0:
-        return canvas
-    hole_mask = np.zeros((height, width), np.uint8)
-    hole_mask[border : height - border, border : width - border] = canvas
-    return hole_mask
-
-
 def resize_hole_nearest(hole_mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Resize a (H, W) {0, 1} hole mask with nearest neighbour and re-binarise; ``size`` is S or (H, W)."""
     out_h, out_w = (size, size) if isinstance(size, int) else size
     if hole_mask.shape == (out_h, out_w):
         return (hole_mask > 0).astype(np.uint8)
-    cv2 = _require_cv2()
+    cv2 = require_cv2()
     resized = cv2.resize(hole_mask.astype(np.uint8), (out_w, out_h), interpolation=cv2.INTER_NEAREST)
     return (resized > 0).astype(np.uint8)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Mask sources for datasets
-# ---------------------------------------------------------------------------------------------------------------
 
 
 @runtime_checkable
@@ -476,160 +183,3 @@ class MaskSource(Protocol):
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """A random hole mask: (size, size) uint8 in {0, 1}, 1 = hole, drawn only from ``rng``."""
         ...
-
-
-def preset_names(preset: str) -> tuple[str, ...]:
-    """The preset names a ``GeneratedMasks`` preset string stands for: one name, or ``"a,b,..."`` where
-    ``"mixed"`` stands for ``MIXED_PRESETS`` and a name given twice is picked twice as often."""
-    names: tuple[str, ...] = ()
-    for name in (n.strip() for n in preset.split(",")):
-        names += MIXED_PRESETS if name == "mixed" else (name,)
-    unknown = [n for n in names if n not in PRESETS]
-    if unknown:
-        raise ValueError(
-            f"unknown mask preset {unknown[0]!r}; choose from {', '.join(PRESETS)}, 'mixed', or a comma list"
-        )
-    return names
-
-
-@dataclass(frozen=True)
-class GeneratedMasks:
-    """Procedural masks: each sample picks one of ``bins`` uniformly, then generates a mask in it.
-
-    Attributes:
-        preset: a name in ``PRESETS``, several names joined by commas (one picked at random for each mask),
-            ``"mixed"`` (= ``MIXED_PRESETS``, the four smooth ones), or a ``MaskPreset``.
-        bins: hole-ratio bins (lo, hi] to pick from; empty means no ratio control.
-        border: hole-free margin in pixels of the sampled size.
-        scale: shape size relative to 512 × 512 (see ``generate_hole_mask``); None scales with the sampled size.
-    """
-
-    preset: str | MaskPreset = "medium"
-    bins: tuple[tuple[float, float], ...] = RATIO_BINS
-    border: int = 0
-    scale: float | None = None
-
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """(size, size) uint8 in {0, 1}, 1 = hole."""
-        ratio_bin = self.bins[int(rng.integers(len(self.bins)))] if self.bins else None
-        preset = self.preset
-        if isinstance(preset, str):
-            names = preset_names(preset)  # one name: no draw, so single-preset masks are what they always were
-            preset = names[int(rng.integers(len(names)))] if len(names) > 1 else names[0]
-        return generate_hole_mask(
-            size, size, rng=rng, ratio_bin=ratio_bin, preset=preset, border=self.border, scale=self.scale
-        )
-
-
-# The NVIDIA irregular mask test set: 2,000 masks per bin; in each bin 1,000 border-constrained, then 1,000 not.
-_NVIDIA_PER_BIN = 2000
-_NVIDIA_CONSTRAINED_PER_BIN = 1000
-
-
-class NvidiaMasks:
-    """The NVIDIA irregular hole mask test set (Liu et al. 2018): files ``NNNNN.png``, 512 × 512, 255 = hole.
-
-    File number ``n`` lies in ratio bin ``RATIO_BINS[n // 2000]``; within each bin the first 1,000 masks are
-    border-constrained (no hole within 50 px of the edge, the paper's "N") and the next 1,000 are not ("B").
-
-    Indexing (``masks[i]``) gives the raw mask; ``sample`` applies the paper's augmentation (random dilation,
-    rotation, flip and crop), then resizes with nearest neighbour and re-binarises. Augmentation changes the
-    hole ratio, so sampled masks do not keep their file's bin.
-
-    Args:
-        root: folder holding the PNG files.
-        bins: keep only these bins (indices into ``RATIO_BINS`` or (lo, hi) tuples from it); None keeps all.
-        border_constrained: True keeps only "N" masks, False only "B" masks, None both.
-        augment: apply the augmentation in ``sample`` (False: only the resize).
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        *,
-        bins: Sequence[int | tuple[float, float]] | None = None,
-        border_constrained: bool | None = None,
-        augment: bool = True,
-    ) -> None:
-        self.root = Path(root)
-        self.augment = augment
-        files = sorted(self.root.glob("*.png")) if self.root.is_dir() else []
-        wanted = None if bins is None else {self._bin_index(b) for b in bins}
-        files = [f for f in files if self._keep(f, wanted, border_constrained)]
-        if not files:
-            raise ValueError(
-                f"no NVIDIA masks (NNNNN.png) found in {self.root} for bins={bins}, "
-                f"border_constrained={border_constrained}; point root at the nvidia_irregular_test folder"
-            )
-        self.files: list[Path] = files
-
-    @staticmethod
-    def _bin_index(b: int | tuple[float, float]) -> int:
-        if isinstance(b, (int, np.integer)) and 0 <= b < len(RATIO_BINS):
-            return int(b)
-        if isinstance(b, tuple) and tuple(b) in RATIO_BINS:
-            return RATIO_BINS.index(tuple(b))
-        raise ValueError(f"unknown ratio bin {b!r}; use 0..{len(RATIO_BINS) - 1} or one of {RATIO_BINS}")
-
-    @staticmethod
-    def _keep(path: Path, wanted: set[int] | None, border_constrained: bool | None) -> bool:
-        if not path.stem.isdigit():
-            return False
-        number = int(path.stem)
-        if wanted is not None and number // _NVIDIA_PER_BIN not in wanted:
-            return False
-        constrained = number % _NVIDIA_PER_BIN < _NVIDIA_CONSTRAINED_PER_BIN
-        return border_constrained is None or constrained == border_constrained
-
-    @staticmethod
-    def bin_of(path: str | Path) -> tuple[float, float]:
-        """The ratio bin a file belongs to by its number (``NNNNN.png``)."""
-        return RATIO_BINS[int(Path(path).stem) // _NVIDIA_PER_BIN]
-
-    @staticmethod
-    def is_border_constrained(path: str | Path) -> bool:
-        """Whether a file is one of its bin's border-constrained ("N") masks, by its number."""
-        return int(Path(path).stem) % _NVIDIA_PER_BIN < _NVIDIA_CONSTRAINED_PER_BIN
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        """The raw mask of file ``i``: (512, 512) uint8 in {0, 1}, 1 = hole."""
-        return load_hole_mask(self.files[i])
-
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """A random mask, augmented when ``augment`` is set: (size, size) uint8 in {0, 1}, 1 = hole."""
-        hole_mask = self[int(rng.integers(len(self.files)))]
-        if self.augment:
-            hole_mask = augment_hole_mask(hole_mask, rng)
-        return resize_hole_nearest(hole_mask, size)
-
-
-def augment_hole_mask(hole_mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The paper's mask augmentation: random dilation, rotation, flip and square crop (section 4).
-
-    Args:
-        hole_mask: (H, W) uint8 in {0, 1}, 1 = hole.
-        rng: the only source of randomness.
-
-    Returns:
-        (S, S) uint8 in {0, 1}, 1 = hole, with S between 0.6 and 1.0 of min(H, W) (resize it afterwards).
-    """
-    cv2 = _require_cv2()
-    h, w = hole_mask.shape
-    out = hole_mask.astype(np.uint8)
-    radius = int(rng.integers(0, 4)) * max(1, min(h, w) // 256)  # 0 = no dilation
-    if radius:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        out = cv2.dilate(out, kernel)
-    rotation = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(0, 360)), 1.0)
-    # Corners rotated in from outside are known pixels (0), as if the occluder ended there.
-    out = cv2.warpAffine(out, rotation, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
-    if rng.uniform() < 0.5:
-        out = out[:, ::-1]
-    if rng.uniform() < 0.5:
-        out = out[::-1, :]
-    side = int(round(min(h, w) * rng.uniform(0.6, 1.0)))
-    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    return np.ascontiguousarray(out[top : top + side, left : left + side] > 0).astype(np.uint8)

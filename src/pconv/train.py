@@ -156,7 +156,9 @@ def _batches_from(run: TrainRun) -> Iterator[tuple[Tensor, Tensor]]:
 def build_datasets(cfg: Config) -> tuple[Dataset, Optional[Dataset]]:
     """The training set and the fixed validation set (or None) that ``cfg.data`` describes."""
     from pconv.data import InpaintingDataset
-    from pconv.masks import RATIO_BINS, GeneratedMasks, NvidiaMasks, preset_names
+    from pconv.mask_generation import GeneratedMasks, preset_names
+    from pconv.masks import RATIO_BINS
+    from pconv.nvidia_masks import NvidiaMasks
 
     data = cfg.data
     if not data.train_root:

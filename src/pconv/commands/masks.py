@@ -47,7 +47,7 @@ def parse_bin(text: str) -> tuple[float, float]:
 
 
 def _check_args(args: argparse.Namespace) -> tuple[float, float] | None:
-    from pconv.masks import PRESETS
+    from pconv.mask_generation import PRESETS
 
     if args.n < 1:
         raise ValueError(f"-n must be at least 1, got {args.n}")
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from pconv.masks import RATIO_BINS, generate_hole_mask, hole_ratio
+    from pconv.mask_generation import generate_hole_mask
+    from pconv.masks import RATIO_BINS, hole_ratio
 
     ratio_bin = _check_args(args)
     digits = max(4, len(str(args.n - 1)))
