@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from pconv.bench import bench_valid_mask, interleaved, print_table, summarize
+from pconv.bench_networks import bench_valid_mask
+from pconv.bench_timing import interleaved, print_table, summarize
 from pconv.config import LossConfig, ModelConfig
 from pconv.losses import InpaintingLoss
 from pconv.model import PConvUNet

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pconv.bench import print_table
+from pconv.bench_timing import print_table
 from pconv.mask_generation import generate_hole_mask
 from pconv.masks import RATIO_BINS
 

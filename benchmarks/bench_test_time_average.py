@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from pconv.bench import bench_valid_mask, interleaved, print_table, summarize
+from pconv.bench_networks import bench_valid_mask
+from pconv.bench_timing import interleaved, print_table, summarize
 from pconv.inference import Inpainter
 
 SETTINGS = {"one": (False, False), "flip": (True, False), "flip+shift": (True, True)}  # (flip, shift)

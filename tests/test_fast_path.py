@@ -9,15 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pconv.bench import (
-    BenchSettings,
-    PlainUNet,
-    ReferencePConvUNet,
-    bench_gpu,
-    bench_valid_mask,
-    interleaved,
-    randomize_batchnorm,
-)
+from pconv.bench import BenchSettings, bench_gpu
+from pconv.bench_networks import PlainUNet, ReferencePConvUNet, bench_valid_mask, randomize_batchnorm
+from pconv.bench_timing import interleaved
 from pconv.cli import main
 from pconv.config import ModelConfig
 from pconv.layers import PartialConv2d, PConvBlock
@@ -225,7 +219,7 @@ def test_plain_and_fused_agree_on_the_paper_network_at_256() -> None:
 
 
 def test_print_table_prints_and_appends_one_markdown_section(tmp_path, capsys) -> None:
-    from pconv.bench import print_table
+    from pconv.bench_timing import print_table
 
     out = tmp_path / "RESULTS.md"
     out.write_text("# Results\n")

@@ -1,14 +1,11 @@
 """Speed and memory benchmarks of the partial-convolution U-Net against its floor and a reference.
 
-Three networks of exactly the same shapes (arXiv 1804.07723, section 3.3) are timed in one process, runs
-interleaved (A, B, C, A, B, C, ...), medians after warm-up:
-
-- ``PConvUNet``, plain (as trained) and fused for inference (``pconv.model.fuse_for_inference``);
-- ``PlainUNet``: the floor, the same convolutions, BatchNorm, activations, upsampling and concatenations with
-  ordinary zero-padded convolutions and no mask at all;
-- ``ReferencePConvUNet``: a REFERENCE ONLY partial-convolution network written the way common public
-  re-implementations do it (NVIDIA's layer with ``multi_channel=True``): a full C-channel mask at every layer,
-  convolved with a (C_out, C_in, k, k) ones kernel. It is here to be measured, never used by the package.
+The networks, all of the paper's shapes (arXiv 1804.07723, section 3.3), are built in ``pconv.bench_networks``:
+``PConvUNet`` plain and fused for inference, the mask-free floor ``PlainUNet`` and the REFERENCE ONLY
+``ReferencePConvUNet`` (C-channel masks, as common re-implementations do it). They are timed in one process,
+runs interleaved (A, B, C, A, B, C, ...), medians after warm-up (``pconv.bench_timing``). The sections: batch-1
+forward latency, hole-ratio independence, eager vs ``torch.compile`` vs ONNX Runtime, training throughput,
+latency and peak memory per size (each in a fresh subprocess), and batch-1 / batched GPU figures.
 
 ``run_benchmarks`` runs every section and returns a JSON-able dict; ``pconv.bench_report.write_outputs`` turns
 it into ``results.json``, ``RESULTS.md`` and a PNG chart. The ``pconv bench`` command and
@@ -23,13 +20,12 @@ import gc
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,23 +34,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pconv.bench_networks import bench_valid_mask, build_networks, forward_call, randomize_batchnorm
+from pconv.bench_timing import interleaved, machine_info, peak_rss_mib, rss_mib, summarize
 from pconv.config import ModelConfig
 from pconv.model import PConvUNet, fuse_for_inference
 
 __all__ = [
     "BenchSettings",
-    "PlainUNet",
-    "ReferencePConv2d",
-    "ReferencePConvUNet",
-    "bench_valid_mask",
-    "interleaved",
-    "print_table",
+    "bench_forward",
+    "bench_holes",
+    "bench_training",
+    "bench_fast_paths",
+    "measure_size",
+    "bench_gpu",
     "run_benchmarks",
 ]
 
 log = logging.getLogger(__name__)
-
-MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -129,286 +125,6 @@ class BenchSettings:
         return cls(**base)
 
 
-# ----------------------------------------------------------------------------------------------- networks
-
-
-class _PlainBlock(nn.Module):
-    """Convolution, optional BatchNorm, optional activation: ``PConvBlock`` without the mask."""
-
-    def __init__(self, c_in: int, c_out: int, k: int, *, stride: int, bn: bool, activation: str | None) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=not bn)
-        self.bn = nn.BatchNorm2d(c_out) if bn else None
-        self.act = _activation(activation)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        return self.act(x) if self.act is not None else x
-
-
-def _activation(name: str | None) -> nn.Module | None:
-    return {"relu": nn.ReLU(inplace=True), "leaky": nn.LeakyReLU(0.2, inplace=True), None: None}[name]
-
-
-def _unet_blocks(config: ModelConfig, make: Callable[..., nn.Module]) -> tuple[nn.ModuleList, nn.ModuleList]:
-    """Encoder and decoder blocks of the paper's U-Net shapes, built by ``make(c_in, c_out, k, **kw)``."""
-    kernels, channels, c_img = config.kernels, config.channels, config.in_channels
-    encoder = nn.ModuleList(
-        make(c_img if i == 0 else channels[i - 1], c, k, stride=2, bn=i > 0, activation="relu")
-        for i, (k, c) in enumerate(zip(kernels, channels))
-    )
-    decoder = nn.ModuleList()
-    for i in range(config.depth):
-        skip = c_img if i == 0 else channels[i - 1]
-        decoder.append(make(channels[i] + skip, skip, 3, stride=1, bn=i > 0, activation="leaky" if i else None))
-    return encoder, decoder
-
-
-class PlainUNet(nn.Module):
-    """The floor: ``PConvUNet``'s exact shapes with ordinary convolutions and no mask.
-
-    Its state dict has the same keys as ``PConvUNet``'s, so ``load_state_dict(pconv_model.state_dict())`` works.
-    """
-
-    def __init__(self, config: ModelConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or ModelConfig()
-        self.encoder, self.decoder = _unet_blocks(self.config, _PlainBlock)
-
-    def forward(self, image: Tensor) -> Tensor:
-        """image (N, C, H, W) in [0, 1] -> (N, C, H, W); padded to a multiple of ``2**depth`` and cropped back."""
-        h, w = image.shape[2:]
-        m = self.config.multiple
-        x = F.pad(image * 2 - 1, (0, (-w) % m, 0, (-h) % m))
-        feats = [x]
-        for block in self.encoder:
-            x = block(x)
-            feats.append(x)
-        for i in reversed(range(self.config.depth)):
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = self.decoder[i](torch.cat([x, feats[i]], dim=1))
-        return (x[:, :, :h, :w] + 1) / 2
-
-    def fold_batchnorm(self) -> PlainUNet:
-        """Fold every BatchNorm into its convolution (eval mode), in place; returns self."""
-        self.eval()
-        for block in [*self.encoder, *self.decoder]:
-            if block.bn is not None:
-                block.conv = nn.utils.fusion.fuse_conv_bn_eval(block.conv, block.bn)
-                block.bn = None
-        return self
-
-
-class ReferencePConv2d(nn.Conv2d):
-    """REFERENCE ONLY (benchmark baseline): partial convolution as common re-implementations write it.
-
-    The mask has one channel per input channel and is convolved with a (C_out, C_in, k, k) ones kernel at
-    every layer (as costly as the feature convolution itself); the new mask has C_out channels. The formula is
-    the paper's (eq. 1-2, ``sum(1) = C_in * k * k``), so its outputs match ``PartialConv2d`` in multi-channel
-    mode; only the cost differs. Not used by the package.
-    """
-
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, padding: int, *, bias: bool) -> None:
-        super().__init__(c_in, c_out, k, stride, padding, bias=bias)
-        self.register_buffer("mask_kernel", torch.ones(c_out, c_in, k, k), persistent=False)
-
-    def forward(self, x: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        """x, valid_mask (N, C_in, H, W), 1 = known -> out, new mask (N, C_out, H', W')."""
-        with torch.no_grad():
-            msum = F.conv2d(valid_mask, self.mask_kernel, None, self.stride, self.padding)  # (N, C_out, H', W')
-            new_mask = msum.clamp(0, 1)
-            ratio = self.mask_kernel[0].numel() / (msum + 1e-8) * new_mask
-        raw = self._conv_forward(x * valid_mask, self.weight, None)
-        out = raw * ratio
-        if self.bias is not None:
-            out = out + self.bias.view(1, -1, 1, 1) * new_mask
-        return out, new_mask
-
-
-class _ReferenceBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, k: int, *, stride: int, bn: bool, activation: str | None) -> None:
-        super().__init__()
-        self.conv = ReferencePConv2d(c_in, c_out, k, stride, k // 2, bias=not bn)
-        self.bn = nn.BatchNorm2d(c_out) if bn else None
-        self.act = _activation(activation)
-
-    def forward(self, x: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:
-        x, valid_mask = self.conv(x, valid_mask)
-        if self.bn is not None:
-            x = self.bn(x)
-        return (self.act(x) if self.act is not None else x), valid_mask
-
-
-class ReferencePConvUNet(nn.Module):
-    """REFERENCE ONLY (benchmark baseline): the paper's U-Net with ``ReferencePConv2d`` (C-channel masks).
-
-    Same state-dict keys as ``PConvUNet``. Masks are upsampled and concatenated channel by channel with the
-    features, as in common re-implementations.
-    """
-
-    def __init__(self, config: ModelConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or ModelConfig()
-        self.encoder, self.decoder = _unet_blocks(self.config, _ReferenceBlock)
-
-    def forward(self, image: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """image (N, C, H, W) in [0, 1], valid_mask (N, 1, H, W) 1 = known -> output (N, C, H, W), its mask."""
-        h, w = image.shape[2:]
-        m = self.config.multiple
-        pad = (0, (-w) % m, 0, (-h) % m)
-        x = F.pad(image * 2 - 1, pad)
-        mask = F.pad(valid_mask.expand_as(image), pad)  # (N, C, H, W): one mask channel per image channel
-        feats, masks = [x], [mask]
-        for block in self.encoder:
-            x, mask = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        for i in reversed(range(self.config.depth)):
-            x = torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), feats[i]], dim=1)
-            mask = torch.cat([F.interpolate(mask, scale_factor=2.0, mode="nearest"), masks[i]], dim=1)
-            x, mask = self.decoder[i](x, mask)
-        return (x[:, :, :h, :w] + 1) / 2, mask[:, :, :h, :w]
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def bench_valid_mask(n: int, h: int, w: int, hole_ratio: float, *, seed: int = 0) -> Tensor:
-    """A blobby valid mask whose hole fraction is ``hole_ratio`` (to one pixel).
-
-    Returns:
-        (N, 1, H, W) float32 in {0, 1}, 1 = known pixel.
-    """
-    if not 0 <= hole_ratio < 1:
-        raise ValueError(f"hole_ratio must be in [0, 1), got {hole_ratio}")
-    gen = torch.Generator().manual_seed(seed)
-    noise = torch.rand(n, 1, max(2, h // 32), max(2, w // 32), generator=gen)
-    field_ = F.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False)
-    holes = round(hole_ratio * h * w)
-    valid = torch.ones(n, 1, h, w)
-    if holes:
-        # The `holes` highest values of the smooth field become hole: blobs of an exact total area.
-        idx = field_.flatten(1).topk(holes, dim=1).indices
-        valid.view(n, -1).scatter_(1, idx, 0.0)
-    return valid
-
-
-def randomize_batchnorm(model: nn.Module, *, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm random running statistics and affine parameters (so folding is not trivial)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-            c = bn.num_features
-            bn.running_mean.copy_(torch.rand(c, generator=gen) * 0.4 - 0.2)
-            bn.running_var.copy_(torch.rand(c, generator=gen) * 1.5 + 0.5)
-            bn.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-            bn.bias.copy_(torch.rand(c, generator=gen) * 0.4 - 0.2)
-    return model
-
-
-def build_networks(config: ModelConfig, *, seed: int = 0) -> dict[str, nn.Module]:
-    """The networks under test, in eval mode and sharing one set of weights.
-
-    Returns:
-        ``pconv`` (plain), ``pconv_fused``, ``floor``, ``floor_fused`` (BatchNorm folded), ``reference``.
-    """
-    torch.manual_seed(seed)
-    pconv = randomize_batchnorm(PConvUNet(config), seed=seed).eval()
-    state = pconv.state_dict()
-    floor, floor_fused, reference = PlainUNet(config), PlainUNet(config), ReferencePConvUNet(config)
-    for net in (floor, floor_fused, reference):
-        net.load_state_dict(state)
-    return {
-        "pconv": pconv,
-        "pconv_fused": fuse_for_inference(pconv),
-        "floor": floor.eval(),
-        "floor_fused": floor_fused.fold_batchnorm(),
-        "reference": reference.eval(),
-    }
-
-
-def interleaved(
-    fns: Mapping[str, Callable[[], object]], *, warmup: int, repeats: int, sync: Callable[[], None] | None = None
-) -> dict[str, list[float]]:
-    """Time each callable ``repeats`` times, round-robin (A, B, C, A, B, C, ...), after ``warmup`` rounds.
-
-    Returns:
-        name -> list of wall-clock seconds, one per round.
-    """
-    sync = sync or (lambda: None)
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    sync()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-def summarize(times: list[float]) -> dict[str, Any]:
-    """Median, min and max of a list of seconds, plus the raw list."""
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "times_s": times}
-
-
-def print_table(
-    title: str, header: Sequence[str], rows: Sequence[Sequence[object]], out: Path | None, *, note: str = ""
-) -> str:
-    """A Markdown section (``## title``, ``note``, a table), printed, and appended to ``out`` if given; returns it."""
-    lines = [
-        f"## {title}",
-        "",
-        *([note, ""] if note else []),
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    text = "\n".join([*lines, ""])
-    print(text)
-    if out is not None:
-        with out.open("a") as f:
-            f.write("\n" + text)
-    return text
-
-
-def _forward(model: nn.Module, image: Tensor, valid_mask: Tensor) -> Callable[[], object]:
-    """A no-argument inference call of ``model`` (the floor takes no mask)."""
-    if isinstance(model, PlainUNet):
-        return lambda: model(image)
-    return lambda: model(image, valid_mask)
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, torch version, platform and date."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    if hasattr(os, "getloadavg"):
-        info["loadavg"] = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
 # ------------------------------------------------------------------------------------------- CPU sections
 
 
@@ -419,10 +135,10 @@ def bench_forward(s: BenchSettings, nets: Mapping[str, nn.Module]) -> dict[str, 
     cl = torch.channels_last
     fused_cl = fuse_for_inference(nets["pconv"], channels_last=True)
     floor_cl = copy.deepcopy(nets["floor"]).to(memory_format=cl)
-    calls = {name: _forward(net, image, valid) for name, net in nets.items()}
+    calls = {name: forward_call(net, image, valid) for name, net in nets.items()}
     image_cl = image.contiguous(memory_format=cl)
-    calls["pconv_fused_channels_last"] = _forward(fused_cl, image, valid)  # the model switches layout itself
-    calls["floor_channels_last"] = _forward(floor_cl, image_cl, valid)
+    calls["pconv_fused_channels_last"] = forward_call(fused_cl, image, valid)  # the model switches layout itself
+    calls["floor_channels_last"] = forward_call(floor_cl, image_cl, valid)
     with torch.inference_mode():
         times = interleaved(calls, warmup=s.warmup, repeats=s.repeats)
     out = {name: summarize(t) for name, t in times.items()}
@@ -439,7 +155,7 @@ def bench_holes(s: BenchSettings, nets: Mapping[str, nn.Module]) -> dict[str, An
     for ratio in s.hole_ratios:
         valid = bench_valid_mask(1, s.size, s.size, ratio, seed=s.seed)
         for name in ("pconv_fused", "pconv"):
-            calls[f"{name}@{ratio}"] = _forward(nets[name], image, valid)
+            calls[f"{name}@{ratio}"] = forward_call(nets[name], image, valid)
     with torch.inference_mode():
         times = interleaved(calls, warmup=s.warmup, repeats=s.repeats)
     out: dict[str, Any] = {"size": s.size, "hole_ratios": list(s.hole_ratios)}
@@ -495,9 +211,9 @@ def bench_fast_paths(s: BenchSettings, nets: Mapping[str, nn.Module]) -> dict[st
     """Eager, ``torch.compile`` and ONNX Runtime against the eager floor, interleaved in one run."""
     image = torch.rand(1, 3, s.size, s.size, generator=torch.Generator().manual_seed(s.seed))
     valid = bench_valid_mask(1, s.size, s.size, s.hole_ratio, seed=s.seed)
-    calls = {name: _forward(nets[name], image, valid) for name in ("floor", "floor_fused", "pconv_fused")}
+    calls = {name: forward_call(nets[name], image, valid) for name in ("floor", "floor_fused", "pconv_fused")}
     fused_cl = fuse_for_inference(nets["pconv"], channels_last=True)
-    calls["pconv_fused_channels_last"] = _forward(fused_cl, image, valid)
+    calls["pconv_fused_channels_last"] = forward_call(fused_cl, image, valid)
     notes: dict[str, Any] = {}
     with torch.inference_mode():
         reference, _ = nets["pconv_fused"](image, valid)
@@ -595,32 +311,6 @@ def measure_size(s: BenchSettings, h: int, w: int) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident set of this process's address space in MiB: ``VmHWM`` (Linux), else ``ru_maxrss``.
-
-    ``ru_maxrss`` of a fresh subprocess can report its parent's peak (Linux carries it across fork and exec);
-    ``VmHWM`` belongs to the address space that exec created.
-    """
-    import resource
-
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _rss_mib() -> float:
-    """Current resident set size of this process in MiB (Linux; 0 elsewhere)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / MiB
-
-
 def _size_child(spec_json: str) -> None:
     """Entry point of ``measure_size``'s subprocess: prints one JSON line."""
     import resource
@@ -637,7 +327,7 @@ def _size_child(spec_json: str) -> None:
     h, w = spec["h"], spec["w"]
     call, strategy = _size_call(model, h, w, spec["hole_ratio"], seed=spec["seed"], use_inpainter=spec["use_inpainter"])
     gc.collect()
-    rss_before = _rss_mib()
+    rss_before = rss_mib()
     small = h * w <= 1024 * 1024  # small sizes get a warm-up call; a large one is timed once, cold
     times = []
     with torch.inference_mode():
@@ -647,7 +337,7 @@ def _size_child(spec_json: str) -> None:
             t0 = time.perf_counter()
             call()
             times.append(time.perf_counter() - t0)
-    peak = _peak_rss_mib()
+    peak = peak_rss_mib()
     result = {"h": h, "w": w, "strategy": strategy, "rss_before_mib": rss_before, "peak_rss_mib": peak}
     print(json.dumps({**result, **summarize(times)}))
 
@@ -713,7 +403,7 @@ def bench_gpu(s: BenchSettings) -> dict[str, Any]:
         image = torch.rand(1, 3, s.size, s.size, generator=torch.Generator().manual_seed(s.seed)).to(device, dtype)
         valid = bench_valid_mask(1, s.size, s.size, s.hole_ratio, seed=s.seed).to(device, dtype)
         with torch.inference_mode():
-            calls = {n: _forward(m, image, valid) for n, m in models.items()}
+            calls = {n: forward_call(m, image, valid) for n, m in models.items()}
             if is_cuda and s.cuda_graphs:
                 calls.update({f"{n}_cuda_graph": _cuda_graph(calls[n]) for n in names})
             times = interleaved(calls, warmup=s.warmup, repeats=s.repeats, sync=sync)
@@ -734,11 +424,11 @@ def _gpu_throughput(
     for name in ("floor", "floor_fused", "pconv_fused"):
         nchw = copy.deepcopy(nets[name]).to(device, torch.bfloat16)
         chl = copy.deepcopy(nchw).to(memory_format=cl)
-        calls[name] = _forward(nchw, image, valid)
-        calls[f"{name}_channels_last"] = _forward(chl, image.contiguous(memory_format=cl), valid)
+        calls[name] = forward_call(nchw, image, valid)
+        calls[f"{name}_channels_last"] = forward_call(chl, image.contiguous(memory_format=cl), valid)
         if s.compile:
             compiled = torch.compile(chl)
-            calls[f"{name}_channels_last_compiled"] = _forward(compiled, image.contiguous(memory_format=cl), valid)
+            calls[f"{name}_channels_last_compiled"] = forward_call(compiled, image.contiguous(memory_format=cl), valid)
     with torch.inference_mode():
         times = interleaved(calls, warmup=max(s.warmup, 2 if s.compile else 1), repeats=s.repeats, sync=sync)
     return {
