@@ -9,8 +9,8 @@ benchmarks/bench_light_inference.py (kodim23 cropped to 512x512, the demo's hole
 downloads (bytes of every response, by file), the first fill (fetching and compiling the model and the
 WebAssembly, then filling), the median of ``--rounds`` fills after it (``window.pconv.inpaint``, default settings:
 four passes and the smooth blend), and the same fill in Python on ONNX Runtime (`Inpainter(backend="onnx")`, one
-thread and the machine's default). The outputs are compared byte for byte. The section "Browser" of ``--out`` is
-replaced (or added).
+thread and the machine's default). The outputs are compared byte for byte. Its section of ``--out`` (key ``browser``,
+``benchmarks/_results.py``) is replaced or added.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tools"), str(ROOT / "tests")]
 import build_try  # noqa: E402
-from bench_light_inference import make_inputs, write_section  # noqa: E402
+from _results import write_section  # noqa: E402
+from bench_light_inference import make_inputs  # noqa: E402
 from browser import CHROMIUM, CHROMIUM_ARGS, PAGE_FILLS  # noqa: E402
 from live_server import serve_folder  # noqa: E402
 
@@ -125,7 +126,7 @@ def main() -> None:
     section = "\n".join(lines) + "\n"
     print(section)
     if args.out is not None:
-        write_section(args.out, section, HEADING)
+        write_section(args.out, "browser", section)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Run: PYTHONPATH=src python benchmarks/bench_cpu_train_precision.py [--width 0.25] [--threads 1 2]
          [--precision fp32 bf16] [--out FILE]
 One Adam step of the shipped model's network (depth 8) on random 256x256 images, batch 8, with the shipped
-model's loss (valid + 6 hole + 0.1 tv + 4 (1 - SSIM)); median of 5 steps after one warm-up. Appends a Markdown
-table to --out (default: print only).
+model's loss (valid + 6 hole + 0.1 tv + 4 (1 - SSIM)); median of 5 steps after one warm-up. Writes its section
+of --out (default: print only; ``benchmarks/_results.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import platform
 from pathlib import Path
 
 import torch
+from _results import write_section  # benchmarks/_results.py (this script's folder is on sys.path)
 
 from pconv.bench_networks import bench_valid_mask
 from pconv.bench_timing import interleaved, print_table, summarize
@@ -51,7 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = [(t, p, f"{step_seconds(t, p == 'bf16', args.width):.2f}") for t in args.threads for p in args.precision]
     title = f"CPU training step, width {args.width}, 256x256, batch 8 ({platform.machine()})"
-    print_table(title, ("threads", "precision", "seconds per step (median of 5)"), rows, args.out)
+    text = print_table(title, ("threads", "precision", "seconds per step (median of 5)"), rows, None)
+    if args.out is not None:
+        write_section(args.out, f"cpu-train-precision {args.width}", text)
 
 
 if __name__ == "__main__":

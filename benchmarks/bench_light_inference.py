@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from _results import write_section  # benchmarks/_results.py (this script's folder is on sys.path)
 from PIL import Image
 
 from pconv.commands.demo import demo_hole
@@ -199,23 +200,6 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str, heading: str = HEADING) -> None:
-    """Replace the section under ``heading`` in ``path``, or append it.
-
-    The section ends at the next ``## `` heading or ``<!-- `` marker line (``bench_scale_out.py``'s sections start
-    with one), whichever comes first.
-    """
-    text = path.read_text() if path.exists() else ""
-    if heading in text:
-        start = text.index(heading)
-        ends = [text.find(mark, start + len(heading)) for mark in ("\n## ", "\n<!-- ")]
-        end = min((e for e in ends if e >= 0), default=-1)
-        text = text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--light-python", default=str(ROOT / ".venv-light" / "bin" / "python"))
@@ -260,7 +244,7 @@ def main() -> None:
     section = markdown(results, step_times, notes)
     print(section)
     if args.out is not None:
-        write_section(args.out, section)
+        write_section(args.out, "light-inference", section)
 
 
 if __name__ == "__main__":

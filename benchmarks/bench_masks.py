@@ -2,7 +2,7 @@
 
 Run: PYTHONPATH=src python benchmarks/bench_masks.py [--size 384] [--count 10] [--out FILE]
 Mean seconds per ``generate_hole_mask`` call at ``--size``² with ``scale=1.0`` (as configs/finetune_cpu_384.yaml),
-one process, fixed seeds. Appends a Markdown table to --out (default: print only).
+one process, fixed seeds. Writes its section of --out (``benchmarks/_results.py``; default: print only).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_section  # benchmarks/_results.py (this script's folder is on sys.path)
 
 from pconv.bench_timing import print_table
 from pconv.mask_generation import generate_hole_mask
@@ -35,13 +36,15 @@ def main() -> None:
                 generate_hole_mask(args.size, args.size, rng=rng, ratio_bin=ratio_bin, preset=preset, scale=1.0)
             cells.append(f"{(time.perf_counter() - start) / args.count:.3f}")
         rows.append((preset, *cells))
-    print_table(
+    text = print_table(
         f"Mask generation, {args.size}x{args.size}, s per mask ({platform.machine()})",
         ("preset", *(f"({lo},{hi}]" for lo, hi in RATIO_BINS)),
         rows,
-        args.out,
+        None,
         note=f"`PYTHONPATH=src python benchmarks/bench_masks.py --out benchmarks/RESULTS.md`; mean of {args.count}.",
     )
+    if args.out is not None:
+        write_section(args.out, "masks", text)
 
 
 if __name__ == "__main__":

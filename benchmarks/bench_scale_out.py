@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from _results import write_section  # benchmarks/_results.py (this script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -126,11 +128,6 @@ def file_work_ms(images: Path, masks: Path, work: Path) -> float:
     return 1000 * statistics.median(times)
 
 
-def markers(model: str, passes: int) -> tuple[str, str]:
-    """The comments around this benchmark's section in RESULTS.md, one section per model and passes."""
-    return f"<!-- scale-out {model} {passes}:begin -->", f"<!-- scale-out {model} {passes}:end -->"
-
-
 def markdown(results: dict[str, list[dict[str, float]]], settings: dict[str, object], title: str) -> str:
     lines = [
         f"## Scale-out: `pconv inpaint` on a folder of 512x512 photos, images/s (CPU), {title}",
@@ -148,17 +145,6 @@ def markdown(results: dict[str, list[dict[str, float]]], settings: dict[str, obj
             f"| {name} | {med['images_per_s']:.2f} | {med['steady_images_per_s']:.2f} | {med['wall_s']:.1f} | {loads} |"
         )
     return "\n".join([*lines, ""]) + "\n"
-
-
-def write_section(path: Path, text: str, begin: str, end: str) -> None:
-    """Replace the section of ``path`` between ``begin`` and ``end``, or append it with them."""
-    old = path.read_text() if path.exists() else ""
-    text = f"{begin}\n{text}{end}\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + text + old[old.index(end) + len(end) + 1 :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main() -> None:
@@ -220,7 +206,7 @@ def main() -> None:
     record = json.dumps({"settings": settings, "results": results}, indent=2)
     (args.work / f"scale_out_{args.model}_{args.passes}.json").write_text(record)
     if args.out is not None:
-        write_section(args.out, text, *markers(args.model, args.passes))
+        write_section(args.out, f"scale-out {args.model} {args.passes}", text)
     if not identical:
         raise SystemExit("outputs differ between runs of the same batch size")
 

@@ -2,7 +2,8 @@
 
 Run: PYTHONPATH=src python benchmarks/bench_test_time_average.py [--threads 2] [--out FILE]
 A random 512x512 and 1024x1024 RGB image with a 30 % blobby hole, the default weights, CPU; median of 5 calls
-after one warm-up, the three settings interleaved. Appends a Markdown table to --out (default: print only).
+after one warm-up, the three settings interleaved. Writes its section of --out (default: print only;
+``benchmarks/_results.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from _results import write_section  # benchmarks/_results.py (this script's folder is on sys.path)
 
 from pconv.bench_networks import bench_valid_mask
 from pconv.bench_timing import interleaved, print_table, summarize
@@ -40,7 +42,7 @@ def main() -> None:
         times = interleaved(calls, warmup=1, repeats=5)
         one, flip, both = (summarize(times[name])["median_s"] for name in SETTINGS)
         rows.append((f"{side}x{side}", f"{one:.3f}", f"{flip:.3f}", f"{both:.3f}", f"{both / one:.2f}x"))
-    print_table(
+    text = print_table(
         f"Shipped model, `Inpainter` on the CPU, {args.threads} threads ({platform.machine()}): test-time averages",
         (
             "size",
@@ -50,10 +52,12 @@ def main() -> None:
             "default / one pass",
         ),
         rows,
-        args.out,
+        None,
         note="`PYTHONPATH=src python benchmarks/bench_test_time_average.py --out benchmarks/RESULTS.md`; "
         "median of 5 calls.",
     )
+    if args.out is not None:
+        write_section(args.out, "test-time-average", text)
 
 
 if __name__ == "__main__":
