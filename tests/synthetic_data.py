@@ -61,7 +61,8 @@ class SyntheticPhotos(Dataset):
 
 def main() -> None:
     from pconv.config import load_config
-    from pconv.train import fit, prepare_run
+    from pconv.train import fit
+    from pconv.train_setup import prepare_run
 
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")

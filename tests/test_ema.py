@@ -16,7 +16,8 @@ from pconv.checkpoint import checkpoint_model, export_weights, read_checkpoint
 from pconv.config import load_config
 from pconv.ema import ModelEMA
 from pconv.model import load_weights
-from pconv.train import evaluate, fit, prepare_run, train, train_step
+from pconv.train import evaluate, fit, train, train_step
+from pconv.train_setup import prepare_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_data import SyntheticPhotos  # noqa: E402

@@ -18,7 +18,8 @@ import pconv.checkpoint
 from pconv.checkpoint import export_weights, list_checkpoints, load_latest_checkpoint, read_checkpoint
 from pconv.config import Config, load_config
 from pconv.model import load_weights
-from pconv.train import EpochBatchSampler, TrainingDiverged, evaluate, fit, prepare_run, train
+from pconv.train import EpochBatchSampler, TrainingDiverged, evaluate, fit, train
+from pconv.train_setup import prepare_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_data import TINY_OVERRIDES, SyntheticPhotos  # noqa: E402
@@ -339,7 +340,7 @@ def test_cpu_bf16_is_used_only_when_asked_and_trains(tmp_path: Path) -> None:
 def test_mask_max_ratio_keeps_generated_holes_small_and_rejects_bad_uses(tmp_path: Path) -> None:
     from PIL import Image
 
-    from pconv.train import build_datasets
+    from pconv.train_setup import build_datasets
 
     photos = tmp_path / "photos"
     photos.mkdir()

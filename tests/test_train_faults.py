@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from pconv.checkpoint import checkpoint_path, list_checkpoints, read_checkpoint, write_checkpoint
-from pconv.train import fit, prepare_run, train
+from pconv.train import fit, train
+from pconv.train_setup import prepare_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_data import SyntheticPhotos  # noqa: E402

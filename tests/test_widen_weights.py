@@ -102,7 +102,7 @@ def test_shipped_model_widened_to_half_width_keeps_its_fill_on_a_real_photo(shar
 
 
 def test_written_file_loads_and_starts_a_wider_training_run(tmp_path: Path, make_weights, capsys) -> None:
-    from pconv.train import prepare_run
+    from pconv.train_setup import prepare_run
 
     small = make_weights(0, ModelConfig(depth=3, width=0.0625))
     out = tmp_path / "wide.safetensors"
@@ -148,7 +148,8 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, make_weights
 def test_widen_half_config_continues_the_widened_shipped_model(tmp_path: Path) -> None:
     from pconv.config import load_config
     from pconv.inference import default_weights_path
-    from pconv.train import fit, prepare_run
+    from pconv.train import fit
+    from pconv.train_setup import prepare_run
 
     init = tmp_path / "widen_half_init.safetensors"
     assert main([str(default_weights_path()), "--output", str(init), "--fp16"]) == 0
