@@ -103,11 +103,35 @@ def test_empty_mask_returns_input_without_running_the_network() -> None:
     assert np.array_equal(inpainter.inpaint(img, np.zeros((40, 52), np.uint8)), img)
 
 
-def test_all_hole_mask_gives_finite_defined_output(inpainter: Inpainter) -> None:
-    img = torch.rand(1, 3, 40, 52)
-    out = inpainter.inpaint(img, torch.ones(1, 1, 40, 52))
-    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    assert torch.equal(out, inpainter.inpaint(torch.rand(1, 3, 40, 52), torch.ones(1, 1, 40, 52)))  # input unseen
+@pytest.mark.parametrize("kind", ["tensor", "numpy", "pil", "batch"])
+def test_mask_with_no_known_pixel_is_refused_naming_the_polarity(inpainter: Inpainter, kind: str) -> None:
+    """Nothing is there to fill from: a ValueError that names mask_polarity, not a black or grey image."""
+    from pconv.inference import NoKnownPixelError
+
+    full = np.full((40, 52), 255, np.uint8)
+    image, mask = {
+        "tensor": (torch.rand(1, 3, 40, 52), torch.ones(1, 1, 40, 52)),
+        "numpy": (photo(), full),
+        "pil": (Image.fromarray(photo()), Image.fromarray(full)),
+        "batch": ([photo(), photo()], [box_hole(), full]),
+    }[kind]
+    with pytest.raises(NoKnownPixelError, match='covers the whole image.*mask_polarity="black-hole"'):
+        inpainter.inpaint(image, mask)
+    assert issubclass(NoKnownPixelError, ValueError)
+
+
+def test_black_hole_polarity_of_an_all_black_mask_is_refused_too(inpainter: Inpainter) -> None:
+    black_hole = Inpainter(predictor=inpainter.network, mask_polarity="black-hole")
+    with pytest.raises(ValueError, match="covers the whole image"):
+        black_hole.inpaint(photo(), np.zeros((40, 52), np.uint8))
+
+
+def test_dilation_that_leaves_no_known_pixel_is_refused_naming_dilate(inpainter: Inpainter) -> None:
+    hole = np.zeros((40, 52), np.uint8)
+    hole[18:22, 24:28] = 1
+    with pytest.raises(ValueError, match="dilating the hole by 30 pixels leaves no known pixel.*--dilate"):
+        inpainter.inpaint(photo(), hole, dilate=30)
+    assert inpainter.inpaint(photo(), hole, dilate=3).shape == photo().shape  # a smaller dilation fills
 
 
 def test_predictor_sees_valid_mask_polarity() -> None:
@@ -159,7 +183,7 @@ def test_mask_of_other_size_is_refused_naming_both(inpainter: Inpainter) -> None
 def test_resize_hole_mask_same_aspect_with_warning(caplog: pytest.LogCaptureFixture) -> None:
     small = np.zeros((20, 26), np.uint8)
     small[4:10, 5:15] = 1
-    with caplog.at_level(logging.WARNING, logger="pconv.inference"):
+    with caplog.at_level(logging.WARNING, logger="pconv.resize"):
         big = resize_hole_mask(small, (52, 40))
     assert big.shape == (40, 52) and set(np.unique(big)) == {0, 1}
     assert big[8:20, 10:30].all() and big.sum() == 4 * small.sum()
@@ -309,8 +333,10 @@ def test_large_window_equals_network_on_the_crop(model: PConvUNet) -> None:
     torch.testing.assert_close(out[..., win.top : win.bottom, win.left : win.right], crop, atol=1e-6, rtol=0)
 
 
-def test_large_all_hole_image_resized_path_is_finite(model: PConvUNet) -> None:
-    out = Inpainter(model=model, device="cpu", max_side=64).inpaint(torch.rand(3, 150, 400), torch.ones(150, 400))
+def test_large_nearly_all_hole_image_resized_path_is_finite(model: PConvUNet) -> None:
+    hole = torch.ones(150, 400)
+    hole[0, 0] = 0  # one known pixel: an all-hole mask is refused (nothing to fill from)
+    out = Inpainter(model=model, device="cpu", max_side=64).inpaint(torch.rand(3, 150, 400), hole)
     assert out.shape == (3, 150, 400) and torch.isfinite(out).all()
 
 

@@ -94,13 +94,28 @@ def test_empty_mask_output_equals_input(tmp_path: Path, weights: Path) -> None:
     assert np.array_equal(read(tmp_path / "out.png"), photo())
 
 
-def test_all_hole_mask_gives_a_defined_output(tmp_path: Path, weights: Path) -> None:
-    m = save(np.full((H, W), 255, np.uint8), tmp_path / "m.png")
-    for seed in (0, 1):
-        img = save(photo(seed), tmp_path / f"a{seed}.png")
-        assert inpaint("--image", img, "--mask", m, "--output", tmp_path / f"o{seed}.png", "--weights", weights) == 0
-    # Nothing is known, so the result cannot depend on the (unseen) pixels: both outputs are the same picture.
-    assert np.array_equal(read(tmp_path / "o0.png"), read(tmp_path / "o1.png"))
+def test_all_hole_mask_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path, weights: Path, capsys) -> None:
+    img, m = save(photo(), tmp_path / "a.png"), save(np.full((H, W), 255, np.uint8), tmp_path / "m.png")
+    assert inpaint("--image", img, "--mask", m, "--output", tmp_path / "o.png", "--weights", weights) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "covers the whole image" in err[0] and "--mask-polarity black-hole" in err[0], err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_folder_reports_the_all_hole_pair_fills_the_others_and_exits_non_zero(
+    tmp_path: Path, weights: Path, capsys
+) -> None:
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    for name, mask in (("a", hole()), ("b", np.full((H, W), 255, np.uint8)), ("c", hole())):
+        save(photo(ord(name)), images / f"{name}.png"), save(mask, masks / f"{name}.png")
+    out = tmp_path / "out"
+    assert inpaint("--image", images, "--mask", masks, "--output", out, "--weights", weights) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    captured = capsys.readouterr()
+    assert "2 written" in captured.out and "1 failed" in captured.out
+    failed = [line for line in captured.err.splitlines() if line.strip().startswith("failed")]
+    assert len(failed) == 1 and "b.png" in failed[0] and "covers the whole image" in failed[0], failed
 
 
 def test_grey_antialiased_mask_and_dilate(tmp_path: Path, weights: Path) -> None:

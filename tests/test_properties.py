@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis) of the layer and the inference pipeline, over random sizes and masks.
 
 - ``Inpainter``: any image size (1..80 a side) and any hole mask -> an output of the same size and kind, every
-  known pixel bit-identical to the input, every value finite; also on the windowed large-image path.
+  known pixel bit-identical to the input, every value finite; also on the windowed large-image path. A mask that
+  leaves no known pixel is refused (``NoKnownPixelError``), never filled.
 - ``PartialConv2d`` (arXiv 1804.07723, eq. 1-2): random shapes, kernels, strides, paddings and dilations give
   finite outputs of ``nn.Conv2d``'s shape, a new mask in {0, 1}, and outputs that ignore the content of holes.
 """
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pconv.config import ModelConfig
-from pconv.inference import Inpainter
+from pconv.inference import Inpainter, NoKnownPixelError
 from pconv.layers import PartialConv2d
 from pconv.model import PConvUNet
 
@@ -27,6 +28,15 @@ SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_h
 def model() -> PConvUNet:
     torch.manual_seed(0)
     return PConvUNet(ModelConfig(depth=4, width=0.125)).eval()
+
+
+def _fill_or_refused(inpainter: Inpainter, image, hole):
+    """``inpainter(image, hole)``, or None after checking that a hole covering everything is refused."""
+    if hole.all():
+        with pytest.raises(NoKnownPixelError):
+            inpainter(image, hole)
+        return None
+    return inpainter(image, hole)
 
 
 def _hole_mask(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
@@ -54,7 +64,9 @@ def test_inpainter_keeps_size_and_known_pixels_for_any_numpy_image(model, size, 
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (h, w, 4 if with_alpha else 3), dtype=np.uint8)
     hole = _hole_mask(rng, h, w, kind)
-    out = Inpainter(model=model, device="cpu")(image, hole)
+    out = _fill_or_refused(Inpainter(model=model, device="cpu"), image, hole)
+    if out is None:
+        return
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.array_equal(out[hole == 0], image[hole == 0])  # known pixels bit-identical (alpha everywhere)
     if with_alpha:
@@ -70,7 +82,9 @@ def test_inpainter_tensor_output_is_finite_and_known_pixels_exact(model, size, k
     rng = np.random.default_rng(seed)
     image = torch.from_numpy(rng.random((3, h, w))).to(dtype)
     hole = torch.from_numpy(_hole_mask(rng, h, w, kind))
-    out = Inpainter(model=model, device="cpu")(image, hole)
+    out = _fill_or_refused(Inpainter(model=model, device="cpu"), image, hole)
+    if out is None:
+        return
     assert out.shape == image.shape and out.dtype == dtype
     assert torch.isfinite(out).all()
     known = (hole == 0).expand_as(image)
@@ -87,7 +101,10 @@ def test_windowed_large_image_path_keeps_size_and_known_pixels(model, size, kind
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     hole = _hole_mask(rng, h, w, kind)
-    out = Inpainter(model=model, device="cpu", max_side=max_side, margin=int(rng.integers(0, 20)))(image, hole)
+    inpainter = Inpainter(model=model, device="cpu", max_side=max_side, margin=int(rng.integers(0, 20)))
+    out = _fill_or_refused(inpainter, image, hole)
+    if out is None:
+        return
     assert out.shape == image.shape
     assert np.array_equal(out[hole == 0], image[hole == 0])
 

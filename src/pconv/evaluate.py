@@ -269,7 +269,7 @@ class PConvMethod:
     """The partial-convolution network, batched, in ``torch.inference_mode``, on ``device``.
 
     ``flip_average`` and ``shift_average`` average with the predictions on the mirrored and on the one-pixel
-    moved image, as ``pconv.inference.Inpainter`` does by default (``pconv.inference.averaged_predictor``); both
+    moved image, as ``pconv.inference.Inpainter`` does by default (``pconv.averages.averaged_predictor``); both
     ``False`` scores one pass of the network. ``smooth`` applies the smooth blend (``pconv.smooth.blend``), as
     ``Inpainter`` does by default.
     """
@@ -285,7 +285,7 @@ class PConvMethod:
     def fill_batch(self, images: np.ndarray, hole_masks: np.ndarray) -> list[np.ndarray]:
         import torch
 
-        from pconv.inference import averaged_predictor
+        from pconv.averages import averaged_predictor
         from pconv.masks import hole_to_valid
         from pconv.model import composite
         from pconv.smooth import blend

@@ -1,10 +1,12 @@
 """HTTP API and web editor for inpainting: ``create_app(inpainter) -> FastAPI``.
 
 Endpoints:
-- ``POST /api/v1/inpaint`` (multipart ``image``, ``mask``, optional ``dilate``) -> ``image/png`` of the image's
-  size. The mask is a ``hole_mask``: **white = hole** (grey above 127, or the alpha of a mask painted on a
-  transparent layer). Known pixels come back bit-identical. A mask of another size but the image's aspect ratio
-  is resized (nearest neighbour) like the CLI does; another aspect ratio is a 400 naming both sizes.
+- ``POST /api/v1/inpaint`` (multipart ``image``, ``mask``, optional ``dilate`` and ``mask_polarity``) ->
+  ``image/png`` of the image's size. The mask is a ``hole_mask``: **white = hole** (grey above 127, or the alpha of
+  a mask painted on a transparent layer; ``mask_polarity=black-hole`` reads black as hole). Known pixels come back
+  bit-identical. A mask of another size but the image's aspect ratio is resized (nearest neighbour) like the CLI
+  does; another aspect ratio is a 400 naming both sizes; a mask that leaves no known pixel is a 422 that names
+  ``mask_polarity``.
 - ``GET /health``: status, load and limits as JSON.
 - ``GET /``: the web editor (``pconv/web``); ``GET /docs`` and ``/redoc``: API docs served from local files,
   never from a CDN; ``GET /openapi.json``.
@@ -29,7 +31,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -40,8 +42,9 @@ from starlette.concurrency import run_in_threadpool
 
 from pconv import __version__
 from pconv.imageio import to_8bit
-from pconv.inference import resize_hole_mask
-from pconv.masks import pil_to_hole_mask
+from pconv.inference import NoKnownPixelError
+from pconv.masks import pil_to_hole_mask, valid_to_hole
+from pconv.resize import resize_hole_mask
 
 __all__ = ["Busy", "InferenceGate", "SupportsInpaint", "create_app"]
 
@@ -53,6 +56,11 @@ MAX_DILATE = 64
 MASK_HELP = (
     "hole mask, white = hole (or opaque paint on a transparent layer); the image's size, or a smaller or "
     "larger one of the same aspect ratio (resized with nearest neighbour)"
+)
+POLARITY_HELP = "which colour of the mask marks the hole: white-hole (default) or black-hole"
+NO_KNOWN_PIXEL = (
+    "the mask covers the whole image, so no known pixel is left to fill from; if black marks the hole in this mask, "
+    "send mask_polarity=black-hole"
 )
 # Decoders a client may reach: common raster formats only (no EPS/PS, which would run Ghostscript).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
@@ -214,19 +222,25 @@ def open_upload(data: bytes, field: str, *, max_pixels: int) -> Image.Image:
         ) from None
 
 
-def prepare_pair(image: Image.Image, mask: Image.Image) -> tuple[Image.Image, Image.Image]:
+def prepare_pair(
+    image: Image.Image, mask: Image.Image, *, mask_polarity: str = "white-hole"
+) -> tuple[Image.Image, Image.Image]:
     """Image -> RGB or RGBA; mask -> ``L`` hole mask (255 = hole) of the image's size.
 
     A mask with the image's aspect ratio but another size is resized with nearest neighbour (as the CLI does);
-    another aspect ratio raises a 400 naming both sizes (width x height).
+    another aspect ratio raises a 400 naming both sizes (width x height). ``mask_polarity="black-hole"`` reads the
+    mask's black as hole. A mask that leaves no known pixel raises a 422 (nothing to fill from).
     """
     has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
     photo = to_8bit(image).convert("RGBA" if has_alpha else "RGB")  # 16-bit grey scaled, not clipped to white
-    hole = pil_to_hole_mask(mask)  # (h, w) uint8 {0, 1}, 1 = hole
+    white = pil_to_hole_mask(mask)  # (h, w) uint8 {0, 1}, 1 = white (or painted)
+    hole = white if mask_polarity == "white-hole" else valid_to_hole(white)  # 1 = hole
     try:
         hole = resize_hole_mask(hole, photo.size)
     except ValueError as exc:
         raise _http_error(400, str(exc)) from None
+    if hole.size and hole.all():
+        raise _http_error(422, NO_KNOWN_PIXEL)
     return photo, Image.fromarray(hole * 255, "L")
 
 
@@ -295,7 +309,7 @@ def _add_api_routes(app: FastAPI, inpainter: SupportsInpaint, gate: InferenceGat
             (403, "POST from another origin"),
             (413, "upload or image too large"),
             (415, "not an image"),
-            (422, "missing field, bad dilate, or a truncated/corrupt image"),
+            (422, "missing field, bad dilate, a truncated/corrupt image, or a mask that leaves no known pixel"),
             (503, "all inference slots and queue places are taken; retry later"),
         ]
     }
@@ -310,15 +324,18 @@ def _add_api_routes(app: FastAPI, inpainter: SupportsInpaint, gate: InferenceGat
         image: Annotated[UploadFile, File(description="the photo: PNG, JPEG, WebP, BMP, TIFF or GIF")],
         mask: Annotated[UploadFile, File(description=MASK_HELP)],
         dilate: Annotated[int, Form(ge=0, le=MAX_DILATE, description="grow the hole by this many pixels first")] = 0,
+        mask_polarity: Annotated[Literal["white-hole", "black-hole"], Form(description=POLARITY_HELP)] = "white-hole",
     ) -> Response:
         photo = await run_in_threadpool(open_upload, await image.read(), "image", max_pixels=max_pixels)
         hole = await run_in_threadpool(open_upload, await mask.read(), "mask", max_pixels=max_pixels)
-        photo, hole = await run_in_threadpool(prepare_pair, photo, hole)
+        photo, hole = await run_in_threadpool(prepare_pair, photo, hole, mask_polarity=mask_polarity)
         try:
             async with gate.slot():
                 result = await run_in_threadpool(inpainter.inpaint, photo, hole, dilate=dilate)
         except Busy as exc:
             raise _http_error(503, str(exc), **{"Retry-After": "2"}) from None
+        except NoKnownPixelError as exc:  # the dilation left no known pixel
+            raise _http_error(422, str(exc)) from None
         except ValueError as exc:
             raise _http_error(400, str(exc)) from None
         png = await run_in_threadpool(encode_png, result, icc_profile=photo.info.get("icc_profile"))

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     from pconv.explain import encoder_hole_masks, render_explanation
     from pconv.imageio import atomic_write, read_hole_mask, read_image
-    from pconv.inference import default_weights_path, resize_hole_mask
+    from pconv.inference import default_weights_path
+    from pconv.resize import resize_hole_mask
     from pconv.model import PConvUNet, load_weights
 
     if args.output.suffix.lower() != ".png":

@@ -296,7 +296,7 @@ def _load_batch(
 ) -> list[_Pair]:
     """Check the outputs of one batch and, unless all are done or failed, read its images and masks."""
     from pconv.imageio import read_image
-    from pconv.inference import resize_hole_mask
+    from pconv.resize import resize_hole_mask
 
     pairs = [_Pair(i, jobs[i]) for i in indices]
     for pair in pairs:
@@ -448,7 +448,7 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
 def _process(inpainter: Inpainter, job: Job, args: argparse.Namespace) -> None:
     """Read, fill and write one pair whose output ``_state`` found writable; ValueError/OSError, one line."""
     from pconv.imageio import read_hole_mask, read_image
-    from pconv.inference import resize_hole_mask
+    from pconv.resize import resize_hole_mask
 
     picture = read_image(job.image)
     hole = resize_hole_mask(read_hole_mask(job.mask, threshold=args.threshold), picture.size)
