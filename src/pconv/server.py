@@ -14,8 +14,9 @@ Endpoints:
 Limits: request bodies over ``max_upload_bytes`` get 413 (checked on ``Content-Length`` and while reading);
 images over ``max_pixels`` get 413; uploads that are not images get 415, broken ones 422. At most
 ``max_concurrency`` inferences run at once (in a thread pool, so the event loop stays responsive); up to
-``max_queue`` more wait, and the rest get 503. Nothing a client sends is used as a file-system path. CORS is off,
-and a POST from another origin is refused (403).
+``max_queue`` more wait, and the rest get 503 with ``Retry-After``: the seconds until a place is likely free (the
+mean service time times the requests ahead, per slot; at least 1). Nothing a client sends is used as a file-system
+path. CORS is off, and a POST from another origin is refused (403).
 
 All state lives in the app the factory returns; there are no module globals.
 """
@@ -28,7 +29,9 @@ import html
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -45,6 +48,7 @@ from pconv.imageio import to_8bit
 from pconv.inference import NoKnownPixelError
 from pconv.masks import pil_to_hole_mask, valid_to_hole
 from pconv.resize import resize_hole_mask
+from pconv.web_engine import MANIFEST, manifest
 
 __all__ = ["Busy", "InferenceGate", "SupportsInpaint", "create_app"]
 
@@ -69,6 +73,12 @@ _INDEX_CSP = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# On every response, so the editor's page is cross-origin isolated: its in-browser fill may then run several
+# WebAssembly threads (SharedArrayBuffer). Everything the pages load comes from this server, so nothing breaks.
+_ISOLATION_HEADERS = [
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-embedder-policy", b"require-corp"),
+]
 # Swagger UI and ReDoc pages carry one inline script; everything else still comes from this server.
 _DOCS_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -101,7 +111,14 @@ class InferenceGate:
         self.max_concurrency, self.max_queue = max_concurrency, max_queue
         self.running = 0
         self.waiting = 0
+        self.service_seconds = 0.0  # moving average of how long a slot is held (0 before the first)
         self._semaphore: asyncio.Semaphore | None = None
+
+    def retry_after(self) -> int:
+        """Whole seconds (at least 1, as ``Retry-After`` counts) until the queue has likely moved on by one place:
+        the mean service time times the holders and waiters ahead, shared by the slots."""
+        ahead = self.running + self.waiting
+        return max(1, math.ceil(self.service_seconds * ahead / self.max_concurrency))
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -119,11 +136,14 @@ class InferenceGate:
         finally:
             self.waiting -= 1
         self.running += 1
+        start = time.monotonic()
         try:
             yield
         finally:
             self.running -= 1
             self._semaphore.release()
+            held = time.monotonic() - start
+            self.service_seconds = held if self.service_seconds == 0 else 0.8 * self.service_seconds + 0.2 * held
 
 
 class _BodyLimit:
@@ -174,6 +194,25 @@ class _SameOrigin:
                 await _send_json(send, 403, f"cross-origin request from {origin} refused; CORS is off")
                 return
         await self.app(scope, receive, send)
+
+
+class _CrossOriginIsolated:
+    """ASGI middleware: the COOP/COEP headers (``_ISOLATION_HEADERS``) on every HTTP response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_isolated(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *_ISOLATION_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_isolated)
 
 
 async def _send_json(send: Any, status: int, detail: str) -> None:
@@ -263,6 +302,7 @@ def create_app(
     max_concurrency: int = 1,
     max_queue: int = 8,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    browser_files: Mapping[str, Path] | None = None,
 ) -> FastAPI:
     """Build the FastAPI app around one inpainter.
 
@@ -272,6 +312,9 @@ def create_app(
         max_concurrency: inferences running at once (each in a worker thread).
         max_queue: requests allowed to wait for a slot; beyond that, 503.
         max_pixels: largest image (width x height) accepted; larger ones get 413.
+        browser_files: name -> path of what the editor's "fill on this computer" loads (ONNX Runtime Web's files,
+            ``pconv.web_engine.runtime_files``, and one ``.onnx`` fill graph), served under ``/static/`` with
+            ``/static/engine.json``; None (the default): the editor fills on the server only.
     Returns:
         The app; serve it with uvicorn (``pconv serve`` does).
     """
@@ -294,10 +337,14 @@ def create_app(
         "max_queue": max_queue,
         "max_dilate": MAX_DILATE,
     }
+    app.state.browser_fill = bool(browser_files)
     _add_api_routes(app, inpainter, gate, max_pixels=max_pixels)
+    if browser_files:
+        _add_browser_fill_routes(app, dict(browser_files))
     _add_page_routes(app)
     app.add_middleware(_BodyLimit, limit=max_upload_bytes)
     app.add_middleware(_SameOrigin)
+    app.add_middleware(_CrossOriginIsolated)
     return app
 
 
@@ -333,7 +380,7 @@ def _add_api_routes(app: FastAPI, inpainter: SupportsInpaint, gate: InferenceGat
             async with gate.slot():
                 result = await run_in_threadpool(inpainter.inpaint, photo, hole, dilate=dilate)
         except Busy as exc:
-            raise _http_error(503, str(exc), **{"Retry-After": "2"}) from None
+            raise _http_error(503, str(exc), **{"Retry-After": str(gate.retry_after())}) from None
         except NoKnownPixelError as exc:  # the dilation left no known pixel
             raise _http_error(422, str(exc)) from None
         except ValueError as exc:
@@ -351,7 +398,30 @@ def _add_api_routes(app: FastAPI, inpainter: SupportsInpaint, gate: InferenceGat
             "running": gate.running,
             "waiting": gate.waiting,
             **app.state.limits,
+            "browser_fill": app.state.browser_fill,
         }
+
+
+def _add_browser_fill_routes(app: FastAPI, files: dict[str, Path]) -> None:
+    """``/static/<name>`` for each of ``files`` and ``/static/engine.json`` (their sizes and SHA-256), next to the
+    worker that loads them; added before the ``/static`` folder's mount, so these routes win."""
+    listing = json.dumps(manifest(files))  # about 0.1 s for ONNX Runtime Web's 44 MB and the graph
+
+    @app.get(f"/static/{MANIFEST}", include_in_schema=False)
+    async def engine_manifest() -> Response:
+        return Response(listing, media_type="application/json", headers={"Cache-Control": "no-cache"})
+
+    types = {".mjs": "text/javascript", ".wasm": "application/wasm"}  # a module and streaming compilation need these
+
+    def route(path: Path) -> Any:
+        async def send_file() -> FileResponse:
+            media_type = types.get(path.suffix, "application/octet-stream")
+            return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+        return send_file
+
+    for name, path in files.items():
+        app.add_api_route(f"/static/{name}", route(path), methods=["GET"], include_in_schema=False)
 
 
 def _add_page_routes(app: FastAPI) -> None:

@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-queue", type=int, default=8, help="requests waiting for a slot before 503 (default: %(default)s)"
     )
+    parser.add_argument(
+        "--browser-runtime",
+        type=Path,
+        default=None,
+        help="onnxruntime-web's dist folder, for the page's 'fill on this computer' (the photo is never uploaded); "
+        "default: web/node_modules/onnxruntime-web/dist of a pconv checkout, when there; without it the page fills "
+        "on the server only",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
         shift_average=args.shift_average,
         smooth=args.smooth,
     )
+    browser_files = _browser_files(args)
     app = create_app(
         inpainter,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
+        browser_files=browser_files,
     )
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
@@ -68,9 +78,29 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.host not in LOOPBACK:
         print(f"pconv serve: listening on {args.host}: anyone who can reach this machine can use it", flush=True)
+    if browser_files is None:
+        print("pconv serve: the page fills on the server only (see --browser-runtime)", flush=True)
     print("pconv serve: press Ctrl+C to stop", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
     return 0
+
+
+def _browser_files(args: argparse.Namespace) -> dict[str, Path] | None:
+    """What the page's in-browser fill loads (``create_app``'s ``browser_files``): ONNX Runtime Web from
+    ``--browser-runtime`` (or this checkout's ``web/node_modules``) and the server's fill graph, or None when either
+    is missing (the page then fills on the server only). The graph is the shipped one, or ``--onnx``'s; with
+    ``--weights`` there is no graph for the browser."""
+    from pconv.inference import default_onnx_path
+    from pconv.web_engine import checkout_runtime, runtime_files
+
+    model = model_file(args)
+    graph = default_onnx_path() if model is None else model if model.suffix == ".onnx" else None
+    dist = args.browser_runtime or checkout_runtime()
+    if args.browser_runtime is not None and not args.browser_runtime.is_dir():
+        raise ValueError(f"--browser-runtime {args.browser_runtime} is not a folder: pass onnxruntime-web/dist")
+    if dist is None or graph is None or not graph.is_file():
+        return None
+    return {**runtime_files(dist), graph.name: graph}
 
 
 def _listen(host: str, port: int) -> socket.socket:

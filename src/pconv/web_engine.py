@@ -1,0 +1,80 @@
+"""The files the web editor's in-browser fill loads, and ``engine.json``, the list its worker reads first.
+
+The editor's worker (``pconv/web/worker.js``) fills with the ONNX fill graph in ONNX Runtime Web, loading
+everything from its own folder: ``engine.json`` (``manifest``), one ONNX Runtime Web build (a JavaScript bundle and
+its WebAssembly: ``WASM_FILES``, or ``WEBGPU_FILES`` where the browser has a GPU) and the graph. The manifest gives
+each file's size (the progress bar's total) and SHA-256 (the key under which the browser keeps it in Cache
+Storage, so a later visit downloads nothing until the file changes).
+
+Two places serve them: the docs' Try it page (``tools/build_try.py`` copies them next to the page at build time)
+and ``pconv serve`` (``pconv.server.create_app(..., browser_files=...)``), which serves ONNX Runtime Web from its
+npm ``dist`` folder: ONNX Runtime Web is not in pconv's wheel (about 15 MB, 44 MB with WebGPU), so the editor offers
+"fill on this computer" only where that folder is found (``pconv serve --browser-runtime``, or a checkout's
+``web/node_modules`` after ``npm ci``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["MANIFEST", "WASM_FILES", "WEBGPU_FILES", "checkout_runtime", "manifest", "runtime_files"]
+
+MANIFEST = "engine.json"
+# ONNX Runtime Web's builds, as (bundle, WebAssembly): the CPU one (SIMD, threads), and the one with the WebGPU
+# execution provider (it runs the CPU provider too, for what WebGPU does not).
+WASM_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
+WEBGPU_FILES = ("ort.webgpu.bundle.min.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
+ENGINES = {"wasm": WASM_FILES, "webgpu": WEBGPU_FILES}
+
+
+def runtime_files(dist: Path) -> dict[str, Path]:
+    """Name -> path of ONNX Runtime Web's files in its npm ``dist`` folder: the WebAssembly build (required) and the
+    WebGPU build (when the folder has it).
+
+    Raises:
+        FileNotFoundError: the folder lacks the WebAssembly build.
+    """
+    missing = [name for name in WASM_FILES if not (dist / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{dist} has no {', '.join(missing)}: pass onnxruntime-web's dist folder "
+            "(npm install onnxruntime-web, then node_modules/onnxruntime-web/dist)"
+        )
+    names = WASM_FILES + (WEBGPU_FILES if all((dist / name).is_file() for name in WEBGPU_FILES) else ())
+    return {name: dist / name for name in names}
+
+
+def checkout_runtime() -> Path | None:
+    """``web/node_modules/onnxruntime-web/dist`` of the pconv checkout this package runs from (an editable
+    install after ``npm ci`` in ``web/``, or ``make docs``), or None when there is none."""
+    dist = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "onnxruntime-web" / "dist"
+    return dist if all((dist / name).is_file() for name in WASM_FILES) else None
+
+
+def manifest(files: Mapping[str, Path]) -> dict:
+    """``engine.json`` for the worker: the graph's name, the builds present, and each file's bytes and SHA-256.
+
+    Args:
+        files: name -> path of what the worker may load: ONNX Runtime Web's files (``runtime_files``) and one
+            ``.onnx`` fill graph (``pconv export-onnx``).
+    Raises:
+        ValueError: not exactly one ``.onnx`` file, or no WebAssembly build among ``files``.
+    """
+    models = [name for name in files if name.endswith(".onnx")]
+    if len(models) != 1 or not all(name in files for name in WASM_FILES):
+        raise ValueError(f"need one .onnx graph and {', '.join(WASM_FILES)}; got {', '.join(sorted(files))}")
+    return {
+        "model": models[0],
+        "engines": {kind: list(names) for kind, names in ENGINES.items() if all(name in files for name in names)},
+        "files": {name: {"bytes": path.stat().st_size, "sha256": _sha256(path)} for name, path in files.items()},
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
