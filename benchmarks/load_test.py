@@ -3,8 +3,9 @@
 Starts ``python -m pconv serve --port 0`` (a tiny random-weight network unless ``--weights`` is given) as a child
 process on 127.0.0.1, sends ``--requests`` inpainting requests from ``--clients`` threads (images of random sizes
 ``--min-side``..``--max-side``, a box hole each), and reads the server's resident memory (VmRSS in
-/proc/PID/status) after the first ``--warmup`` requests and at the end. Only 200 and 503 (overload, retried after
-a short pause) are acceptable answers. It stops by itself after ``--requests`` answers or ``--seconds``.
+/proc/PID/status) after the first ``--warmup`` requests and at the end. Only 200 and 503 (overload: the client
+waits the ``Retry-After`` the server sends, then retries) are acceptable answers. It stops by itself after
+``--requests`` answers or ``--seconds``.
 
     PYTHONPATH=src python benchmarks/load_test.py --clients 8 --requests 500
 
@@ -14,6 +15,7 @@ a short pause) are acceptable answers. It stops by itself after ``--requests`` a
 from __future__ import annotations
 
 import argparse
+import email.utils
 import io
 import os
 import re
@@ -24,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +66,19 @@ def rss_kb(pid: int) -> int:
     """Resident set size of a process in KiB (Linux /proc)."""
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"^VmRSS:\s+(\d+) kB", text, re.M).group(1))
+
+
+def retry_after(headers: Mapping[str, str], *, default: float = 1.0) -> float:
+    """The seconds a 503's ``Retry-After`` asks a client to wait: delay-seconds or an HTTP date (RFC 9110, 10.2.3);
+    ``default`` when it is missing or unreadable."""
+    value = headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
 
 
 def tiny_weights(folder: Path) -> Path:
@@ -170,8 +186,8 @@ def run_load(
                         report.rss_warm_kb = rss_kb(pid)
                     if report.answered % trace_every == 0:
                         report.rss_trace_kb.append((report.answered, rss_kb(pid)))
-                if response.status_code == 503:
-                    time.sleep(0.05)  # a client that is told to retry later does
+                if response.status_code == 503:  # wait as the server asks, within the deadline
+                    time.sleep(min(retry_after(response.headers), max(0.0, deadline - time.monotonic())))
 
     start = time.monotonic()
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
