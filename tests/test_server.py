@@ -323,10 +323,28 @@ def test_overload_gets_503_when_queue_full_and_loop_stays_responsive() -> None:
         first.join()
         second.join()
     assert third.status_code == 503
-    assert "busy" in third.json()["detail"] and third.headers["retry-after"]
+    assert "busy" in third.json()["detail"] and int(third.headers["retry-after"]) >= 1
     assert health.json()["running"] == 1 and elapsed < 1.0  # answered while an inference runs
     assert results == {"first": 200, "second": 200}
     assert slow.peak == 1  # the semaphore really serialised the inferences
+
+
+def test_retry_after_grows_with_the_requests_ahead_and_the_service_time() -> None:
+    import asyncio
+
+    from pconv.server import InferenceGate
+
+    gate = InferenceGate(max_concurrency=2, max_queue=4)
+    assert gate.retry_after() == 1  # nothing measured yet: the least a Retry-After can say
+
+    async def hold(seconds: float) -> None:
+        async with gate.slot():
+            await asyncio.sleep(seconds)
+
+    asyncio.run(hold(0.3))
+    assert 0.25 < gate.service_seconds < 1.0
+    gate.service_seconds, gate.running, gate.waiting = 1.5, 2, 4
+    assert gate.retry_after() == 5  # ceil(1.5 s x 6 ahead / 2 slots)
 
 
 def test_create_app_rejects_bad_limits() -> None:
