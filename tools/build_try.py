@@ -1,13 +1,20 @@
 """Build the docs' **Try it** page: pconv's web editor with the model running in the browser, into ``SITE/try/``.
 
 The page is the package's editor (``src/pconv/web``) in its browser engine (``<body data-engine="browser">``): the
-fill graph ``pconv_default.onnx`` runs in ONNX Runtime Web (WebAssembly) in a Web Worker. Everything it loads is
-copied next to it, so any static file server can serve it and it makes no request outside its own origin:
+fill graph ``pconv_default.onnx`` runs in ONNX Runtime Web (WebGPU where the browser has a GPU, else WebAssembly)
+in a Web Worker. Everything it loads is copied next to it, so any static file server can serve it and it makes no
+request outside its own origin:
 
     SITE/try/index.html
+    SITE/try/sw.js                                                   the service worker: cross-origin isolation
     SITE/try/static/{app.js, fill.js, worker.js, style.css}          the editor (src/pconv/web)
     SITE/try/static/pconv_default.onnx                               the shipped fill graph
-    SITE/try/static/{ort.wasm.bundle.min.mjs, ort-wasm-simd-threaded.wasm}   ONNX Runtime Web
+    SITE/try/static/ort.*.bundle.min.mjs, ort-wasm-simd-threaded*.wasm   ONNX Runtime Web (pconv.web_engine)
+    SITE/try/static/engine.json                                      their sizes and SHA-256 (pconv.web_engine)
+
+A static host sends no ``Cross-Origin-Opener-Policy`` / ``Cross-Origin-Embedder-Policy`` headers, and without them
+WebAssembly runs one thread; ``sw.js`` adds them to the page's own responses (the page registers it and reloads
+once on the first visit).
 
 ONNX Runtime Web comes from the npm registry at build time only, at the version pinned in ``web/package.json`` and
 ``web/package-lock.json`` (``npm ci`` runs when ``web/node_modules`` lacks it). ``mkdocs build`` runs this through
@@ -20,14 +27,20 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "src") not in sys.path:
+    sys.path.insert(0, str(REPO / "src"))  # this checkout's pconv
+from pconv import web_engine  # noqa: E402
+
 WEB_SRC = REPO / "src" / "pconv" / "web"
 NPM_DIR = REPO / "web"
 ORT_DIST = NPM_DIR / "node_modules" / "onnxruntime-web" / "dist"
-ORT_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
+ORT_FILES = web_engine.WASM_FILES + web_engine.WEBGPU_FILES
 EDITOR_FILES = ("app.js", "fill.js", "worker.js", "style.css")
+SERVICE_WORKER = "sw.js"  # at the page's level: its scope is the page's folder
 MODEL = REPO / "src" / "pconv" / "weights" / "pconv_default.onnx"
 
 
@@ -75,11 +88,14 @@ def build(site: Path) -> Path:
     static = out / "static"
     static.mkdir(parents=True)
     (out / "index.html").write_text(page_html(), encoding="utf-8")
+    shutil.copy2(WEB_SRC / SERVICE_WORKER, out / SERVICE_WORKER)
     for name in EDITOR_FILES:
         shutil.copy2(WEB_SRC / name, static / name)
-    for name in ORT_FILES:
-        shutil.copy2(dist / name, static / name)
-    shutil.copy2(MODEL, static / MODEL.name)
+    engine = {**web_engine.runtime_files(dist), MODEL.name: MODEL}
+    for name, path in engine.items():
+        shutil.copy2(path, static / name)
+    manifest = web_engine.manifest({name: static / name for name in engine})
+    (static / web_engine.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return out
 
 

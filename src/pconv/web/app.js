@@ -1,9 +1,13 @@
 // pconv web editor: open a photo, paint the hole (white = hole in the mask sent), inpaint, compare, download.
-// Two engines, chosen by <body data-engine>: "server" (the default, `pconv serve`) posts to this server
-// (POST /api/v1/inpaint, GET /health); "browser" (the docs' Try it page) runs the model in a Web Worker
-// (static/worker.js, ONNX Runtime Web) and sends nothing anywhere. Either loads nothing from another origin.
-// The page's scripting interface: window.pconv.inpaint(image: ImageData, hole: ImageData) -> Promise<ImageData>
-// (hole: white = hole; with transparency, opaque = hole), the same fill as the Inpaint button.
+// Two engines: "server" posts to this server (POST /api/v1/inpaint, GET /health); "browser" runs the model in a
+// Web Worker (static/worker.js, ONNX Runtime Web) and sends the photo nowhere. `pconv serve`'s page fills on the
+// server and offers "this computer" when the server has ONNX Runtime Web's files (/health: browser_fill); the docs'
+// Try it page (<body data-engine="browser">) has the browser engine only, and on a static host a service worker
+// (sw.js) to make it cross-origin isolated (WebAssembly threads). Neither loads anything from another origin.
+// The page's scripting interface, where the browser engine is on offer:
+//   window.pconv.inpaint(image: ImageData, hole: ImageData) -> Promise<ImageData> (hole: white = hole; with
+//   transparency, opaque = hole), the same fill as the Inpaint button; window.pconv.ready() -> Promise of the
+//   engine's {provider: "webgpu" | "wasm", threads, isolated, downloaded (bytes), seconds}.
 "use strict";
 
 (() => {
@@ -15,8 +19,12 @@
     resultSection: $("result-section"), compare: $("compare"), download: $("download"), revert: $("revert"),
     stage: $("stage"), dropzone: $("dropzone"), wrap: $("canvas-wrap"), cursor: $("cursor"), divider: $("divider"),
     photo: $("photo-canvas"), before: $("before-canvas"), mask: $("mask-canvas"),
+    engineChoice: $("engine-choice"), engineBrowser: $("engine-browser"), engineServer: $("engine-server"),
+    progress: $("progress"), progressBar: $("progress-bar"), progressText: $("progress-text"),
   };
-  const ENGINE = document.body.dataset.engine === "browser" ? "browser" : "server";
+  const BROWSER_ONLY = document.body.dataset.engine === "browser"; // the Try it page: no server behind it
+  // ?ep=webgpu or ?ep=wasm picks ONNX Runtime Web's execution provider (default: WebGPU where there is a GPU)
+  const PREFER = new URLSearchParams(location.search).get("ep") || "auto";
   const PAINT = [37, 99, 235]; // the accent blue: stands out on skin, foliage and sky alike
   const HOLE_ALPHA = 128; // mask pixels at least this opaque are sent as hole (what the overlay shows)
 
@@ -27,6 +35,7 @@
     result: null, resultUrl: null,
     ops: [], redone: [], stroke: null, tool: "brush", busy: false,
     limits: null,
+    engine: BROWSER_ONLY ? "browser" : "server", // where the next fill runs
   };
 
   // ---------- status and buttons ----------
@@ -96,7 +105,7 @@
 
   function warnIfTooLarge(file) {
     const lim = state.limits;
-    if (!lim) return;
+    if (!lim || state.engine !== "server") return;
     if (file.size > lim.max_upload_bytes) {
       setStatus(`This file is ${mib(file.size)} MiB; the server accepts up to ${mib(lim.max_upload_bytes)} MiB.`, "error");
     } else if (state.width * state.height > lim.max_pixels) {
@@ -314,7 +323,7 @@
     setStatus(`Inpainting ${holes} pixels…`, "busy");
     const started = performance.now();
     try {
-      const png = ENGINE === "browser" ? await fillHere(dilate) : await fillOnServer(blob, dilate);
+      const png = state.engine === "browser" ? await fillHere(dilate) : await fillOnServer(blob, dilate);
       const img = await loadImage(png);
       ui.photo.getContext("2d").drawImage(img, 0, 0);
       state.source = png;
@@ -356,36 +365,78 @@
 
   // ---------- the model in a Web Worker (browser engine) ----------
   const worker = {
-    thread: null, next: 1, pending: new Map(),
+    thread: null, next: 1, pending: new Map(), ready: null,
     start() {
       if (this.thread) return this.thread;
       this.thread = new Worker("static/worker.js", { type: "module" });
-      this.thread.onmessage = (event) => {
-        const { id, kind } = event.data;
-        const job = this.pending.get(id);
-        if (!job) return;
-        if (kind === "progress") return job.progress(event.data.text);
-        this.pending.delete(id);
-        if (kind === "done") job.resolve(new ImageData(new Uint8ClampedArray(event.data.rgba), job.width, job.height));
-        else job.reject(new Error(event.data.message));
-      };
-      this.thread.onerror = (event) => {
-        for (const job of this.pending.values()) job.reject(new Error(event.message || "the model could not start"));
-        this.pending.clear();
-      };
+      this.thread.onmessage = (event) => this.receive(event.data);
+      this.thread.onerror = (event) => this.failAll(new Error(event.message || "the model could not start"));
       return this.thread;
+    },
+    receive(data) {
+      if (data.kind === "download") return showDownload(data.loaded, data.total);
+      if (data.kind === "ready" || data.kind === "failed") return this.loaded(data);
+      const job = this.pending.get(data.id);
+      if (!job) return;
+      if (data.kind === "progress") return job.progress(data.text);
+      this.pending.delete(data.id);
+      if (data.kind === "done") job.resolve(new ImageData(new Uint8ClampedArray(data.rgba), job.width, job.height));
+      else job.reject(new Error(data.message));
+    },
+    // The engine, loaded once: Promise of its info (worker.js "ready").
+    load() {
+      if (!this.ready) {
+        this.ready = new Promise((resolve, reject) => { this.settle = { resolve, reject }; });
+        this.start().postMessage({ kind: "load", prefer: PREFER });
+      }
+      return this.ready;
+    },
+    loaded(data) {
+      showDownload(0, 0);
+      if (data.kind === "ready") this.settle.resolve(data.info);
+      else this.settle.reject(new Error(data.message));
+    },
+    failAll(err) {
+      for (const job of this.pending.values()) job.reject(err);
+      this.pending.clear();
+      if (this.settle) this.settle.reject(err);
     },
     // image: ImageData; hole: Uint8Array (H*W), 1 = hole -> Promise<ImageData> (known pixels and alpha kept)
     fill(image, hole, dilate = 0, progress = () => {}) {
+      this.load().catch(() => {}); // a fill waits for the engine; its failure comes back as this fill's error
       const id = this.next++;
       const rgba = image.data.slice().buffer;
       const holes = hole.slice().buffer;
       return new Promise((resolve, reject) => {
         this.pending.set(id, { resolve, reject, progress, width: image.width, height: image.height });
-        this.start().postMessage({ id, rgba, hole: holes, width: image.width, height: image.height, dilate }, [rgba, holes]);
+        const message = { kind: "fill", id, rgba, hole: holes, width: image.width, height: image.height, dilate };
+        this.start().postMessage(message, [rgba, holes]);
       });
     },
   };
+
+  // The first visit's download (model and ONNX Runtime) in a progress bar; total 0 hides it.
+  function showDownload(loaded, total) {
+    ui.progress.hidden = !total || loaded >= total;
+    if (!total) return;
+    ui.progressBar.max = total;
+    ui.progressBar.value = loaded;
+    ui.progressText.textContent = `Model ${mib(loaded)} / ${mib(total)} MiB`;
+  }
+
+  function describeEngine(info) {
+    const kind = info.provider === "webgpu" ? "WebGPU" : `WebAssembly, ${info.threads} thread${info.threads > 1 ? "s" : ""}`;
+    return `the model runs in this browser (${kind})`;
+  }
+
+  async function startBrowserEngine() {
+    try {
+      const info = await worker.load();
+      if (!state.width && !state.busy) setStatus(`Open a photo to begin. It stays on this computer: ${describeEngine(info)}.`);
+    } catch (err) {
+      setStatus(`The model could not load in this browser: ${err.message}`, "error");
+    }
+  }
 
   // window.pconv.inpaint: hole white (grey > 127) = hole, or, where the hole image has transparency, alpha > 127.
   function holeFromImageData(holeImage) {
@@ -515,29 +566,64 @@
   }
 
   async function fetchLimits() {
-    if (ENGINE === "browser") return; // no server: any size this browser can hold
     try {
       const response = await fetch("/health");
       if (response.ok) state.limits = await response.json();
     } catch (err) {
       setStatus("The pconv server does not answer; is `pconv serve` running?", "error");
     }
+    if (state.limits && state.limits.browser_fill) offerBrowserEngine();
   }
 
-  function setUpEngine() {
-    if (ENGINE !== "browser") return;
+  // `pconv serve`'s page: "Fill on: the server | this computer"; the engine loads when first chosen.
+  function offerBrowserEngine() {
+    ui.engineChoice.hidden = false;
+    const choose = () => {
+      state.engine = ui.engineBrowser.checked ? "browser" : "server";
+      $("local-note").hidden = state.engine !== "browser";
+      if (state.engine === "browser" && !state.busy) {
+        setStatus("Fill on this computer: the photo is never uploaded.");
+        startBrowserEngine();
+      }
+    };
+    ui.engineBrowser.addEventListener("change", choose);
+    ui.engineServer.addEventListener("change", choose);
+    window.pconv = { inpaint: inpaintImageData, ready: () => worker.load(), engine: "browser" };
+  }
+
+  // A static host sends no COOP/COEP headers: register sw.js, which adds them, and reload once so the page is
+  // cross-origin isolated (WebAssembly threads). Resolves when the page goes on as it is; never while it reloads.
+  async function isolate() {
+    const once = "pconv-isolation-reload";
+    if (self.crossOriginIsolated) return sessionStorage.removeItem(once);
+    if (!("serviceWorker" in navigator) || !window.isSecureContext) return;
+    try {
+      await navigator.serviceWorker.register("sw.js");
+      await navigator.serviceWorker.ready;
+    } catch (err) {
+      return; // no service worker here: one WebAssembly thread
+    }
+    if (sessionStorage.getItem(once)) return; // reloaded already and still not isolated: go on as is
+    sessionStorage.setItem(once, "1");
+    location.reload();
+    await new Promise(() => {});
+  }
+
+  async function setUpTryPage() {
     $("local-note").hidden = false;
     const docs = $("docs-link");
     docs.href = "../";
     docs.textContent = "Documentation";
     docs.removeAttribute("target");
     setStatus("Open a photo to begin. It stays on this computer: the model runs in this browser.");
-    window.pconv = { inpaint: inpaintImageData, engine: ENGINE };
+    await isolate();
+    window.pconv = { inpaint: inpaintImageData, ready: () => worker.load(), engine: "browser" };
+    startBrowserEngine(); // download while the photo is chosen and painted
   }
 
   bind();
-  setUpEngine();
   setBrushSize(brushSize());
   refreshButtons();
-  fetchLimits();
+  if (BROWSER_ONLY) setUpTryPage();
+  else fetchLimits();
 })();

@@ -182,16 +182,21 @@ function cubic(d) {
   return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a;
 }
 
+// A hole that leaves no known pixel: nothing to fill from (as pconv.inference's NoKnownPixelError).
+export class NoKnownPixelError extends RangeError {}
+
 // Fill the holes of an RGBA image with the graph.
 //   runGraph(rgb Uint8Array (h*w*3), hole Uint8Array (h*w, 255 = hole), h, w) -> Promise<Uint8Array (h*w*3)>
 //   onProgress({done, total}) after each window.
 // Returns a new Uint8ClampedArray RGBA: alpha and every known pixel as in `rgba`.
+// Throws NoKnownPixelError when the hole (grown by `dilate`) covers the whole image.
 export async function fillImage(runGraph, rgba, hole, height, width, { dilate = 0, onProgress = () => {} } = {}) {
   const grown = dilateHole(hole, height, width, dilate);
   const out = new Uint8ClampedArray(rgba);
-  let any = false;
-  for (let i = 0; i < grown.length; i++) if (grown[i]) { any = true; break; }
-  if (!any) return out;
+  let holes = 0;
+  for (let i = 0; i < grown.length; i++) holes += grown[i] ? 1 : 0;
+  if (!holes) return out;
+  if (holes === grown.length) throw new NoKnownPixelError(wholeImageMessage(hole, dilate));
   const windows = Math.max(height, width) <= MAX_SIDE
     ? [{ top: 0, left: 0, bottom: height, right: width }]
     : planWindows(grown, height, width);
@@ -201,6 +206,13 @@ export async function fillImage(runGraph, rgba, hole, height, width, { dilate = 
     onProgress({ done: n + 1, total: windows.length });
   }
   return out;
+}
+
+function wholeImageMessage(hole, dilate) {
+  if (dilate > 0 && hole.some((v) => !v)) {
+    return `growing the hole by ${dilate} px covers the whole image: nothing is left to fill from; lower Grow hole`;
+  }
+  return "the mask covers the whole image: nothing is left to fill from; paint only what should go (in a mask file, white = hole)";
 }
 
 async function fillWindow(runGraph, rgba, hole, width, win, out) {

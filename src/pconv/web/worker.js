@@ -1,31 +1,131 @@
-// pconv's model in a Web Worker: ONNX Runtime Web (WebAssembly) runs the fill graph, fill.js plans the windows.
-// Everything it loads comes from its own folder: ort.wasm.bundle.min.mjs, ort-wasm-simd-threaded.wasm and
-// pconv_default.onnx, copied there by the docs build (tools/build_try.py). The photo never leaves this worker.
+// pconv's model in a Web Worker: ONNX Runtime Web runs the fill graph, fill.js plans the windows.
+// Everything it loads comes from its own folder, as listed in engine.json (pconv.web_engine.manifest): the fill
+// graph and one ONNX Runtime Web build, WebGPU where the browser has a GPU, else WebAssembly (as many threads as
+// the CPU has, up to MAX_THREADS, when the page is cross-origin isolated; one otherwise). The graph and the
+// WebAssembly are kept in Cache Storage under their SHA-256, so a later visit downloads neither. The photo never
+// leaves this worker.
 //
-// Messages in:  {id, rgba: ArrayBuffer (H*W*4), hole: ArrayBuffer (H*W, 1 = hole), width, height, dilate}
-// Messages out: {id, kind: "progress", text}, {id, kind: "done", rgba: ArrayBuffer, seconds}, {id, kind: "error", message}
-import * as ort from "./ort.wasm.bundle.min.mjs";
+// Messages in:  {kind: "load", prefer: "auto" | "webgpu" | "wasm"}   (optional: a fill loads with "auto")
+//               {kind: "fill", id, rgba: ArrayBuffer (H*W*4), hole: ArrayBuffer (H*W, 1 = hole), width, height, dilate}
+// Messages out: {kind: "download", loaded, total}                    bytes of the first visit's download
+//               {kind: "ready", info: {provider, threads, isolated, downloaded, seconds: {download, session}}}
+//               {kind: "failed", message}
+//               {id, kind: "progress", text}, {id, kind: "done", rgba: ArrayBuffer, seconds}, {id, kind: "error", message}
 import { fillImage } from "./fill.js";
 
-const here = new URL("./", import.meta.url).href;
-// The .wasm next to this file, never a CDN (the bundle carries its own JavaScript glue).
-ort.env.wasm.wasmPaths = { wasm: new URL("ort-wasm-simd-threaded.wasm", here).href };
-// Several threads need a cross-origin isolated page (SharedArrayBuffer); a plain static server gives one.
-ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+// ONNX Runtime's graphOptimizationLevel ("disabled" | "basic" | "extended" | "all"): "all" optimises the graph
+// at every load; a graph optimised before it ships loads faster with "disabled".
+const GRAPH_OPTIMIZATION = "all";
+const MAX_THREADS = 4; // more threads than this gain little on this graph and each costs a WebAssembly instance
+const CACHE_NAME = "pconv-engine";
+const here = new URL("./", import.meta.url);
 
-let session = null;
+let engine = null; // Promise of {ort, session, info}
 
-async function loadSession(id) {
-  if (session) return session;
-  post({ id, kind: "progress", text: "Loading the model (first run only)…" });
-  session = await ort.InferenceSession.create(new URL("pconv_default.onnx", here).href, {
-    executionProviders: ["wasm"],
-    graphOptimizationLevel: "all",
-  });
-  return session;
+function load(prefer = "auto") {
+  engine ??= start(prefer);
+  return engine;
 }
 
-async function runGraph(rgb, hole, height, width) {
+async function start(prefer) {
+  const t0 = performance.now();
+  const manifest = await (await fetch(new URL("engine.json", here), { cache: "no-cache" })).json();
+  let provider = await pickProvider(prefer, manifest);
+  const [bundle, wasm] = manifest.engines[provider];
+  const [wasmBytes, modelBytes, downloaded] = await fetchAll(manifest, [wasm, manifest.model]);
+  const t1 = performance.now();
+  const ort = await import(new URL(bundle, here).href);
+  const threads = self.crossOriginIsolated ? Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1) : 1;
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.wasmBinary = wasmBytes;
+  let session;
+  try {
+    session = await createSession(ort, modelBytes, provider);
+  } catch (err) {
+    if (provider !== "webgpu") throw err;
+    provider = "wasm"; // the WebGPU build runs the CPU provider too
+    session = await createSession(ort, modelBytes, provider);
+  }
+  const t2 = performance.now();
+  const seconds = { download: (t1 - t0) / 1000, session: (t2 - t1) / 1000 };
+  return { ort, session, info: { provider, threads, isolated: self.crossOriginIsolated, downloaded, seconds } };
+}
+
+function createSession(ort, modelBytes, provider) {
+  return ort.InferenceSession.create(modelBytes, {
+    executionProviders: provider === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
+    graphOptimizationLevel: GRAPH_OPTIMIZATION,
+  });
+}
+
+// "webgpu" where the browser offers a hardware GPU adapter (or a software one, when asked for "webgpu"), else "wasm".
+async function pickProvider(prefer, manifest) {
+  if (prefer === "wasm" || !manifest.engines.webgpu || !self.navigator.gpu) return "wasm";
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    const software = adapter && (adapter.info ? adapter.info.isFallbackAdapter : adapter.isFallbackAdapter);
+    if (adapter && (prefer === "webgpu" || !software)) return "webgpu"; // software WebGPU is slower than WebAssembly
+  } catch (err) {
+    // no usable WebGPU here
+  }
+  return "wasm";
+}
+
+// The files' bytes, each from Cache Storage when there, else downloaded (with progress) and stored there.
+// Returns [...bytes of each name, bytes downloaded].
+async function fetchAll(manifest, names) {
+  const cache = await self.caches?.open(CACHE_NAME).catch(() => null); // none (e.g. no secure context): download
+  const keys = names.map((name) => `${new URL(name, here).href}?sha256=${manifest.files[name].sha256}`);
+  const hits = await Promise.all(keys.map((key) => (cache ? cache.match(key) : undefined)));
+  const total = names.reduce((sum, name, i) => sum + (hits[i] ? 0 : manifest.files[name].bytes), 0);
+  let loaded = 0;
+  let shown = 0;
+  const onBytes = (n) => {
+    loaded += n;
+    if (loaded - shown >= 1 << 18 || loaded === total) {
+      shown = loaded;
+      self.postMessage({ kind: "download", loaded, total });
+    }
+  };
+  const bytes = await Promise.all(names.map(async (name, i) => {
+    if (hits[i]) return new Uint8Array(await hits[i].arrayBuffer());
+    const data = await download(new URL(name, here), manifest.files[name].bytes, onBytes);
+    if (cache) await store(cache, keys[i], data);
+    return data;
+  }));
+  return [...bytes, total];
+}
+
+async function download(url, size, onBytes) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url.pathname}: HTTP ${response.status}`);
+  const data = new Uint8Array(size);
+  let at = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (at + value.length > size) throw new Error(`${url.pathname} is larger than engine.json says; reload the page`);
+    data.set(value, at);
+    at += value.length;
+    onBytes(value.length);
+  }
+  if (at !== size) throw new Error(`${url.pathname}: ${at} of ${size} bytes arrived; reload the page`);
+  return data;
+}
+
+// Keep one version of each file: drop the older ones of the same URL, then store this one.
+async function store(cache, key, data) {
+  const url = key.slice(0, key.indexOf("?"));
+  try {
+    for (const old of await cache.keys()) if (old.url.startsWith(url + "?") && old.url !== key) await cache.delete(old);
+    await cache.put(key, new Response(data));
+  } catch (err) {
+    // storage full or refused: this visit works, the next one downloads again
+  }
+}
+
+async function runGraph(session, ort, rgb, hole, height, width) {
   const feeds = {
     image: new ort.Tensor("uint8", rgb, [1, height, width, 3]),
     hole_mask: new ort.Tensor("uint8", hole, [1, height, width]),
@@ -34,24 +134,32 @@ async function runGraph(rgb, hole, height, width) {
   return result.filled.data; // (1, H, W, 3) uint8
 }
 
-function post(message, transfer = []) {
-  self.postMessage(message, transfer);
-}
-
-self.onmessage = async (event) => {
-  const { id, rgba, hole, width, height, dilate } = event.data;
+async function fill({ id, rgba, hole, width, height, dilate }) {
   const started = performance.now();
   try {
-    await loadSession(id);
+    const { ort, session } = await load();
     const onProgress = ({ done, total }) => {
       const text = total > 1 ? `Inpainting region ${Math.min(done + 1, total)} of ${total}…` : "Inpainting…";
-      if (done < total) post({ id, kind: "progress", text, done, total });
+      if (done < total) self.postMessage({ id, kind: "progress", text, done, total });
     };
-    const out = await fillImage(runGraph, new Uint8ClampedArray(rgba), new Uint8Array(hole), height, width, {
+    const run = (rgb, mask, h, w) => runGraph(session, ort, rgb, mask, h, w);
+    const out = await fillImage(run, new Uint8ClampedArray(rgba), new Uint8Array(hole), height, width, {
       dilate, onProgress,
     });
-    post({ id, kind: "done", rgba: out.buffer, seconds: (performance.now() - started) / 1000 }, [out.buffer]);
+    const seconds = (performance.now() - started) / 1000;
+    self.postMessage({ id, kind: "done", rgba: out.buffer, seconds }, [out.buffer]);
   } catch (err) {
-    post({ id, kind: "error", message: String((err && err.message) || err) });
+    self.postMessage({ id, kind: "error", message: String((err && err.message) || err) });
+  }
+}
+
+self.onmessage = (event) => {
+  const message = event.data;
+  if (message.kind === "fill") return fill(message);
+  if (message.kind === "load") {
+    load(message.prefer).then(
+      ({ info }) => self.postMessage({ kind: "ready", info }),
+      (err) => self.postMessage({ kind: "failed", message: String((err && err.message) || err) }),
+    );
   }
 };
