@@ -47,8 +47,8 @@ import numpy as np
 from pconv.adapters import Item, is_tensor, to_item, white_array
 from pconv.averages import Predictor, averaged_predictor, flip_averaged, shift_averaged
 from pconv.backends import Network, OnnxNetwork, TorchNetwork, choose_backend, resolve_device
-from pconv.masks import HOLE_THRESHOLD, hole_to_valid, valid_to_hole
-from pconv.resize import prefix_sums, resize_area, resize_bicubic, resize_hole_mask
+from pconv.masks import HOLE_THRESHOLD, dilate_hole, hole_to_valid, valid_to_hole
+from pconv.resize import resize_area, resize_bicubic, resize_hole_mask
 from pconv.windows import DEFAULT_MARGIN, Window, plan_windows
 
 if TYPE_CHECKING:
@@ -99,32 +99,6 @@ def default_weights_path() -> Path:
 def default_onnx_path() -> Path:
     """The shipped default model as ONNX: ``pconv/weights/pconv_default.onnx`` inside the package."""
     return Path(str(resources.files("pconv").joinpath("weights").joinpath(DEFAULT_ONNX_NAME)))
-
-
-def dilate_hole(hole_mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Grow the hole by ``pixels`` in every direction (square structuring element, as a max-pool would).
-
-    A pixel becomes hole when its (2 * pixels + 1)² window holds any hole pixel, counted with running sums along
-    each axis, so the cost does not grow with ``pixels``.
-
-    Args:
-        hole_mask: (..., H, W) float in {0, 1}, 1 = hole.
-        pixels: dilation radius, >= 0.
-    Returns:
-        (..., H, W) float32 in {0, 1}, 1 = hole.
-    """
-    if pixels < 0:
-        raise ValueError(f"dilation must be >= 0 pixels, got {pixels}")
-    if pixels == 0:
-        return hole_mask
-    grown = hole_mask > 0
-    for axis in (-2, -1):
-        n = grown.shape[axis]
-        counts = prefix_sums(grown, axis, np.int64)
-        idx = np.arange(n)
-        hi, lo = np.minimum(idx + pixels + 1, n), np.maximum(idx - pixels, 0)
-        grown = np.take(counts, hi, axis=axis) > np.take(counts, lo, axis=axis)  # any hole in [i - p, i + p]
-    return grown.astype(np.float32)
 
 
 # The integer settings of ``Inpainter``: name -> (least, most or None), checked there and named by the CLI's flags.

@@ -8,10 +8,10 @@ Two polarities exist and never share a name:
 The conversion between them lives here and nowhere else.
 
 Also here: reading mask files (``load_hole_mask``, ``pil_to_hole_mask``), the paper's hole-ratio bins
-(``RATIO_BINS``, section 4) and ``hole_ratio``, nearest-neighbour resizing, and ``MaskSource``, what a dataset
-draws random masks from. The sources themselves live in ``pconv.mask_generation`` (procedural masks) and
-``pconv.nvidia_masks`` (the NVIDIA irregular mask test set). All of them return ``hole_mask`` arrays:
-(H, W) uint8 in {0, 1}, 1 = hole. Nothing here imports torch at module level.
+(``RATIO_BINS``, section 4) and ``hole_ratio``, growing a hole (``dilate_hole``), nearest-neighbour resizing, and
+``MaskSource``, what a dataset draws random masks from. The sources themselves live in ``pconv.mask_generation``
+(procedural masks) and ``pconv.nvidia_masks`` (the NVIDIA irregular mask test set). All of them return
+``hole_mask`` arrays: (H, W) uint8 in {0, 1}, 1 = hole. Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+
+from pconv.resize import prefix_sums
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -42,6 +44,7 @@ __all__ = [
     "hole_ratio",
     "ratio_bin_index",
     "resize_hole_nearest",
+    "dilate_hole",
     "require_cv2",
     "MaskSource",
 ]
@@ -164,6 +167,32 @@ def require_cv2() -> Any:
     except ImportError:  # pragma: no cover - opencv is in the train/eval extras
         raise RuntimeError("random masks need OpenCV: pip install 'pconv[train]'") from None
     return cv2
+
+
+def dilate_hole(hole_mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow the hole by ``pixels`` in every direction (square structuring element, as a max-pool would).
+
+    A pixel becomes hole when its (2 * pixels + 1)² window holds any hole pixel, counted with running sums along
+    each axis, so the cost does not grow with ``pixels``.
+
+    Args:
+        hole_mask: (..., H, W) float in {0, 1}, 1 = hole.
+        pixels: dilation radius, >= 0.
+    Returns:
+        (..., H, W) float32 in {0, 1}, 1 = hole.
+    """
+    if pixels < 0:
+        raise ValueError(f"dilation must be >= 0 pixels, got {pixels}")
+    if pixels == 0:
+        return hole_mask
+    grown = hole_mask > 0
+    for axis in (-2, -1):
+        n = grown.shape[axis]
+        counts = prefix_sums(grown, axis, np.int64)
+        idx = np.arange(n)
+        hi, lo = np.minimum(idx + pixels + 1, n), np.maximum(idx - pixels, 0)
+        grown = np.take(counts, hi, axis=axis) > np.take(counts, lo, axis=axis)  # any hole in [i - p, i + p]
+    return grown.astype(np.float32)
 
 
 def resize_hole_nearest(hole_mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:

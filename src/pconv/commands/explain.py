@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from pconv.explain import encoder_hole_masks, render_explanation
     from pconv.imageio import atomic_write, read_hole_mask, read_image
     from pconv.inference import default_weights_path
-    from pconv.resize import resize_hole_mask
     from pconv.model import PConvUNet, load_weights
+    from pconv.resize import resize_hole_mask
 
     if args.output.suffix.lower() != ".png":
         raise ValueError(f"--output must be a .png file, got {args.output}")
