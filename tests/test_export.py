@@ -122,6 +122,29 @@ def test_fill_graph_reads_grey_above_127_as_hole(onnx_path: Path) -> None:
     assert (out[0, 9:13, 9:13] != 0).any()
 
 
+def test_fill_graph_is_saved_preoptimised_with_standard_operators_and_the_same_fill(
+    model: PConvUNet, onnx_path: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime's basic optimisations are done at export: fewer nodes, standard ONNX operators only (portable to
+    any CPU, WebAssembly, WebGPU), recorded in the metadata, and the same bytes as the graph saved unoptimised."""
+    import onnx
+
+    plain_path = export_onnx(model, tmp_path / "plain.onnx", optimize=False)
+    optimised, plain = onnx.load(str(onnx_path)), onnx.load(str(plain_path))
+    assert len(optimised.graph.node) < len(plain.graph.node)
+    assert {node.domain for node in optimised.graph.node} == {""}
+    assert {op.domain for op in optimised.opset_import} <= {"", "ai.onnx"}
+    assert OnnxPredictor(onnx_path).metadata["pconv_optimized"] == "basic"
+    assert "pconv_optimized" not in OnnxPredictor(plain_path).metadata
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (2, 45, 70, 3), dtype=np.uint8)
+    hole = np.where(rng.random((2, 45, 70)) > 0.7, 255, 0).astype(np.uint8)
+    for flip, shift, smooth in [(True, True, True), (False, True, False)]:
+        settings = {"flip": flip, "shift": shift, "smooth": smooth}
+        got = OnnxPredictor(onnx_path).fill(pixels, hole, **settings)
+        assert np.array_equal(got, OnnxPredictor(plain_path).fill(pixels, hole, **settings))
+
+
 def test_export_unknown_graph(tmp_path: Path, model: PConvUNet) -> None:
     with pytest.raises(ValueError, match="graph must be one of"):
         export_onnx(model, tmp_path / "x.onnx", graph="whole")

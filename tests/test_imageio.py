@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from pconv.imageio import atomic_write, read_hole_mask, read_image, write_image
+from pconv.imageio import PNG_COMPRESS_LEVEL, atomic_write, read_hole_mask, read_image, write_image
 
 MAKE, ORIENTATION, EXIF_IFD, DATE_ORIGINAL = 0x010F, 0x0112, 0x8769, 0x9003
 
@@ -85,6 +85,17 @@ def test_rgba_alpha_kept_exactly(tmp_path: Path, suffix: str) -> None:
     write_image(tmp_path / f"out{suffix}", pic.rgb, alpha=pic.alpha, quality=100)  # WebP 100 = lossless
     back = read_image(tmp_path / f"out{suffix}")
     assert np.array_equal(back.alpha, alpha) and np.array_equal(back.rgb, arr)
+
+
+def test_png_written_at_the_fast_zlib_level_and_lossless(tmp_path: Path) -> None:
+    """PNG_COMPRESS_LEVEL (1): the same pixels back, the file as zlib level 1 makes it (smaller than level 0)."""
+    arr = np.repeat(np.repeat(pixels(24, 40), 4, axis=0), 4, axis=1)  # (96, 160, 3): blocks, so zlib has work
+    write_image(tmp_path / "out.png", arr)
+    assert PNG_COMPRESS_LEVEL == 1 and np.array_equal(read_image(tmp_path / "out.png").rgb, arr)
+    for level in (0, PNG_COMPRESS_LEVEL):
+        Image.fromarray(arr).save(tmp_path / f"level{level}.png", compress_level=level)
+    assert (tmp_path / "out.png").read_bytes() == (tmp_path / f"level{PNG_COMPRESS_LEVEL}.png").read_bytes()
+    assert (tmp_path / "out.png").stat().st_size < (tmp_path / "level0.png").stat().st_size
 
 
 def test_jpeg_drops_alpha_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

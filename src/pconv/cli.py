@@ -50,13 +50,20 @@ def missing_package_message(module: str) -> str:
     return f"this command needs the {top} module, which is not installed (the extras: pip install 'pconv[train,eval]')"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, only: str | None = None) -> argparse.ArgumentParser:
+    """The ``pconv`` parser with every command, or with the command ``only`` alone.
+
+    Each command's module is imported to add its options; ``main`` passes ``only`` when the command line names one,
+    so that ``pconv inpaint`` does not import the modules of the nine other commands.
+    """
     from pconv import __version__
 
     parser = _Parser(prog="pconv", description="Image inpainting with partial convolutions.")
     parser.add_argument("--version", action="version", version=f"pconv {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         module = importlib.import_module(f"pconv.commands.{module_name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
@@ -65,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=words[0] if words and words[0] in COMMANDS else None)
+    args, extra = parser.parse_known_args(words)
     if extra:  # reported by the command's own parser, so the message names the command
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -6,7 +6,9 @@ block (its orientation reset), the ICC profile, the alpha channel and whether th
 
 Writing (``write_image``): the format comes from the extension (``.jpg``/``.jpeg``, ``.png``, ``.webp``); EXIF and
 the ICC profile are written in all three; alpha is kept except in JPEG (dropped with a warning); ``quality``
-applies to JPEG and WebP (WebP at 100 is lossless). Only PNG and lossless WebP keep every pixel exactly.
+applies to JPEG and WebP (WebP at 100 is lossless). Only PNG and lossless WebP keep every pixel exactly. PNG is
+written at zlib level ``PNG_COMPRESS_LEVEL`` (1, the fastest that compresses): lossless like every level, about
+3.5x faster to write than Pillow's default 6 for a 512² photo, the file about 10 % larger.
 The file is written under a temporary name in the same folder and renamed over the target, so a crash or a
 failed encode leaves either the old file or nothing, never a partial one; an existing file is replaced only with
 ``overwrite=True``.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "IMAGE_SUFFIXES",
+    "PNG_COMPRESS_LEVEL",
     "Picture",
     "atomic_write",
     "output_format",
@@ -47,6 +49,9 @@ log = logging.getLogger(__name__)
 FORMATS: dict[str, str] = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 # Grey modes wider than 8 bits, which Pillow's convert() clips instead of scaling.
 _WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+# zlib level of written PNG files: 1 writes a 512² photo in about 35 ms instead of 120 ms at Pillow's default 6,
+# for a file about 10 % larger; every level is lossless (the same pixels come back).
+PNG_COMPRESS_LEVEL = 1
 # Extensions taken as images when a folder is listed (read with Pillow; written only as FORMATS).
 IMAGE_SUFFIXES = frozenset({*FORMATS, ".bmp", ".tif", ".tiff"})
 
@@ -204,6 +209,8 @@ def _save_options(fmt: str, quality: int, exif: bytes | None, icc_profile: bytes
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
     elif fmt == "WEBP":
         options.update(quality=quality, lossless=quality == 100, exact=True)  # exact: keep RGB under alpha 0
+    elif fmt == "PNG":
+        options.update(compress_level=PNG_COMPRESS_LEVEL)
     return options
 
 
@@ -220,7 +227,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], *, overwr
         raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")  # os.urandom: `secrets` costs an import
     try:
         with open(tmp, "xb") as f:  # a fresh name, created with the user's umask
             write(f)

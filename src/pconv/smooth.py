@@ -168,17 +168,19 @@ def _cross(like: Tensor) -> Tensor:
     return torch.tensor([[[[0.0, q, 0.0], [q, 0.0, q], [0.0, q, 0.0]]]], dtype=like.dtype, device=like.device)
 
 
-def smooth_fill(image: Tensor, valid_mask: Tensor) -> Tensor:
+def smooth_fill(image: Tensor, valid_mask: Tensor, *, plane: Tensor | None = None) -> Tensor:
     """A smooth fill of the hole, exact for constant images and linear ramps (module docstring).
 
     Args:
         image: (N, C, H, W) in [0, 1]; values under the hole are never read.
         valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
+        plane: (N, C, H, W), ``plane_fit(image * valid_mask, valid_mask)`` if the caller has it already (``blend``
+            fits it once for this and ``continue_edge``); None fits it here.
     Returns:
         (N, C, H, W): the known pixels as they are, the smooth fill in the hole.
     """
     known = image * valid_mask
-    plane = plane_fit(known, valid_mask)
+    plane = plane_fit(known, valid_mask) if plane is None else plane
     return plane + pull_push((known - plane) * valid_mask, valid_mask)
 
 
@@ -228,9 +230,10 @@ def blend(prediction: Tensor, image: Tensor, valid_mask: Tensor, *, smooth: Tens
         (N, C, H, W).
     """
     gate = detail_gate(image, valid_mask)
+    plane = plane_fit(image * valid_mask, valid_mask)  # one fit for the smooth fill and the edge continuation
     share = 1 - smooth * (1 - gate)  # the network's share: the gate, or 1 with smooth = 0
-    blended = prediction * share + smooth_fill(image, valid_mask) * (1 - share)
-    return continue_edge(blended, image, valid_mask, smooth=smooth)
+    blended = prediction * share + smooth_fill(image, valid_mask, plane=plane) * (1 - share)
+    return continue_edge(blended, image, valid_mask, smooth=smooth, plane=plane)
 
 
 def grow(values: Tensor, valid_mask: Tensor, steps: int, *, kernel: int = EDGE_KERNEL) -> tuple[Tensor, Tensor]:
@@ -258,7 +261,14 @@ def grow(values: Tensor, valid_mask: Tensor, steps: int, *, kernel: int = EDGE_K
     return grown, depth + (1 - have) * (steps + 1)
 
 
-def continue_edge(prediction: Tensor, image: Tensor, valid_mask: Tensor, *, smooth: Tensor | float = 1.0) -> Tensor:
+def continue_edge(
+    prediction: Tensor,
+    image: Tensor,
+    valid_mask: Tensor,
+    *,
+    smooth: Tensor | float = 1.0,
+    plane: Tensor | None = None,
+) -> Tensor:
     """Continue smooth surroundings into the first pixels of the hole (beyond the paper).
 
     Near the hole's edge, where the known pixels around are smooth, a local continuation of them is a better fill
@@ -276,10 +286,13 @@ def continue_edge(prediction: Tensor, image: Tensor, valid_mask: Tensor, *, smoo
         image: (N, C, H, W) in [0, 1]; values under the hole are never read.
         valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
         smooth: 1 = continue, 0 = return ``prediction`` unchanged (a float, or a () tensor in a traced graph).
+        plane: (N, C, H, W), ``plane_fit(image * valid_mask, valid_mask)`` if the caller has it already; None fits
+            it here.
     Returns:
         (N, C, H, W).
     """
-    plane = plane_fit(image * valid_mask, valid_mask)  # continued with the plane: constants and ramps stay exact
+    if plane is None:  # continued with the plane: constants and ramps stay exact
+        plane = plane_fit(image * valid_mask, valid_mask)
     residual, depth = grow(image - plane, valid_mask, EDGE_STEPS)
     continued = plane + residual
     spread, seen = local_std(image, valid_mask)  # (N, 1, H, W) levels; 1 where a fifth of the window is known
