@@ -52,6 +52,16 @@ def chromium(args: list[str] = CHROMIUM_ARGS) -> Iterator[object]:
 
 
 @contextlib.contextmanager
+def another_chromium(browser: object, args: list[str]) -> Iterator[object]:
+    """A second chromium with other ``args``, from ``browser``'s Playwright (one sync Playwright at a time)."""
+    other = browser.browser_type.launch(executable_path=str(CHROMIUM), args=args)
+    try:
+        yield other
+    finally:
+        other.close()
+
+
+@contextlib.contextmanager
 def local_only_page(browser: object, base_url: str, **context_options: object) -> Iterator[object]:
     """A page that may only reach ``base_url`` (and blob:/data: URLs): every other request is aborted, and the
     block fails after the ``with`` if there was any, naming them."""

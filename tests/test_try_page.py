@@ -4,15 +4,21 @@ The page is built as ``make docs`` builds it (``tools/build_try.py``), served by
 loopback, and driven by Playwright in Debian's chromium with every request outside that server refused (and
 counted as a failure). ``window.pconv.inpaint(image, hole)`` must give what ``pconv inpaint --backend onnx`` gives
 on the same pair (the same fill graph, in WebAssembly instead of native code), keep every known pixel, and finish
-on a 12-megapixel photo, where the window plan and the resizing run in JavaScript. Set
-``PCONV_UPDATE_SCREENSHOT=1`` to also write ``docs/screenshots/try_page.png``.
+on a 12-megapixel photo, where the window plan and the resizing run in JavaScript. Each engine path is checked
+against Python's bytes: WebAssembly with threads (the page's service worker makes the static page cross-origin
+isolated), and WebGPU falling back to WebAssembly by itself (Chromium's software WebGPU adapter; the shipped graph
+does not load in ONNX Runtime Web's WebGPU build). A second visit downloads neither the model nor the
+WebAssembly (Cache Storage), the first shows its download in bytes, and a mask over the whole image is refused
+in the status line. Set ``PCONV_UPDATE_SCREENSHOT=1`` to also write ``docs/screenshots/try_page.png``.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import PAGE_FILLS, chromium, local_only_page
+from browser import PAGE_FILLS, WEBGPU_ARGS, another_chromium, chromium, local_only_page, serve_site
 from cli_runner import env
 from live_server import serve_folder
 from PIL import Image, ImageDraw
@@ -63,6 +69,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     draw.line([(500, 600), (1400, 1000), (2300, 800)], fill=255, width=70)
     draw.ellipse([3500, 2500, 3600, 2620], fill=255)
     big_hole.save(fixtures / "big_mask.png")
+    small = photo.crop((200, 100, 328, 196))  # 128x96: quick on Chromium's software WebGPU
+    small.save(fixtures / "small.png")
+    small_hole = Image.new("L", small.size, 0)
+    ImageDraw.Draw(small_hole).ellipse([40, 30, 80, 60], fill=255)
+    small_hole.save(fixtures / "small_mask.png")
+    Image.new("L", photo.size, 255).save(fixtures / "all_hole.png")  # no known pixel
     return root
 
 
@@ -106,6 +118,139 @@ def test_browser_fill_equals_python_onnx_fill(browser: object, site: Path, tmp_p
     assert np.mean(got[hole] != want[hole]) < 0.01  # the same graph: (almost) the same bytes
 
 
+def test_static_page_is_isolated_and_fills_with_webassembly_threads(browser: object, site: Path) -> None:
+    """No GPU here: WebAssembly, with as many threads as the CPU offers (up to 4), thanks to the service worker."""
+    with serve_folder(site) as base, local_only_page(browser, base) as page:
+        open_page(page, base)
+        info = page.evaluate("window.pconv.ready()")
+        cores = page.evaluate("navigator.hardwareConcurrency")
+        assert page.evaluate("crossOriginIsolated") and info["isolated"]
+        assert page.evaluate("navigator.serviceWorker.controller.scriptURL").endswith("/try/sw.js")
+    assert info["provider"] == "wasm" and info["webgpuError"] is None  # no adapter: WebGPU is not tried
+    assert info["threads"] == min(4, cores)
+
+
+def test_webgpu_falls_back_to_webassembly_with_python_bytes(browser: object, site: Path, tmp_path: Path) -> None:
+    """Asked for WebGPU on Chromium's software adapter, the WebGPU build cannot load the shipped graph (it has no
+    float64 kernels): the worker goes on in WebAssembly by itself and fills as Python does."""
+    photo = np.asarray(Image.open(site / "fixtures" / "small.png")).astype(int)
+    hole = np.asarray(Image.open(site / "fixtures" / "small_mask.png")) > 127
+    with (
+        another_chromium(browser, WEBGPU_ARGS) as gpu_browser,
+        serve_folder(site) as base,
+        local_only_page(gpu_browser, base) as page,
+    ):
+        page.set_default_timeout(240_000)
+        page.goto(f"{base}/try/?ep=webgpu")
+        page.wait_for_function("window.pconv && typeof window.pconv.ready === 'function'")
+        assert page.evaluate("navigator.gpu.requestAdapter().then((a) => a !== null)")  # WebGPU is there
+        info = page.evaluate("window.pconv.ready()")
+        got, _ = browser_fill(page, base, "small.png", "small_mask.png")
+    assert info["provider"] == "wasm" and "Cast" in info["webgpuError"]
+    want = python_fill(tmp_path, site / "fixtures" / "small.png", site / "fixtures" / "small_mask.png")
+    assert np.array_equal(got[~hole], photo[~hole])
+    assert np.abs(got - want).max() <= 2
+
+
+@pytest.mark.slow
+def test_webgpu_engine_fills_as_python_once_the_graph_has_no_float64(
+    browser: object, site: Path, tmp_path: Path
+) -> None:
+    """The WebGPU path itself, on Chromium's software adapter (minutes: SwiftShader): the shipped graph with its
+    float64 casts made float32 ones (the graph_runs_on_webgpu condition) runs on WebGPU with Python's bytes."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from pconv import web_engine
+
+    graph = onnx.load(str(build_try.MODEL))
+    for node in graph.graph.node:
+        for attribute in node.attribute:
+            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == onnx.TensorProto.DOUBLE:
+                attribute.i = onnx.TensorProto.FLOAT
+    root = tmp_path / "site"
+    shutil.copytree(site, root)
+    static = root / "try" / "static"
+    onnx.save(graph, str(static / build_try.MODEL.name))
+    manifest = web_engine.manifest({name: static / name for name in build_try.ORT_FILES + (build_try.MODEL.name,)})
+    assert manifest["graph_runs_on_webgpu"]
+    (static / web_engine.MANIFEST).write_text(json.dumps(manifest))
+    rgb = np.asarray(Image.open(root / "fixtures" / "small.png"))
+    hole = np.asarray(Image.open(root / "fixtures" / "small_mask.png"))
+    session = ort.InferenceSession(str(static / build_try.MODEL.name), providers=["CPUExecutionProvider"])
+    want = session.run(["filled"], {"image": rgb[None], "hole_mask": hole[None]})[0][0].astype(int)
+    with (
+        another_chromium(browser, WEBGPU_ARGS) as gpu_browser,
+        serve_folder(root) as base,
+        local_only_page(gpu_browser, base) as page,
+    ):
+        page.set_default_timeout(900_000)
+        page.goto(f"{base}/try/?ep=webgpu")
+        page.wait_for_function("window.pconv && typeof window.pconv.ready === 'function'")
+        info = page.evaluate("window.pconv.ready()")
+        got, _ = browser_fill(page, base, "small.png", "small_mask.png")
+    assert info["provider"] == "webgpu" and info["webgpuError"] is None
+    assert np.abs(got - want).max() <= 2
+
+
+def test_second_visit_downloads_neither_model_nor_webassembly(browser: object, site: Path) -> None:
+    """The first visit shows its download in bytes; the second takes the model and the runtime from Cache Storage."""
+    context = browser.new_context()
+    context.add_init_script(RECORD_PROGRESS)
+    try:
+        with serve_site(site) as (base, sent):
+            for number in (1, 2):
+                start = len(sent.requests)
+                page = context.new_page()
+                page.goto(f"{base}/try/")
+                page.wait_for_function("window.pconv && typeof window.pconv.ready === 'function'")
+                info = page.evaluate("window.pconv.ready()")
+                shown = page.evaluate("window.__progress")
+                hidden = page.locator("#progress").is_hidden()
+                page.close()
+                got = sent.requests[start:]
+                if number == 1:
+                    assert {"/try/static/pconv_default.onnx", "/try/static/ort-wasm-simd-threaded.wasm"} <= {
+                        path for path, _, _ in got
+                    }
+                    assert info["downloaded"] > 20 * 2**20
+                    assert any(re.fullmatch(r"Model \d+\.\d / 2\d\.\d MiB", text) for text in shown), shown
+                    assert hidden  # the bar goes once the download is done
+                else:
+                    assert not [path for path, _, _ in got if path.endswith((".onnx", ".wasm"))], got
+                    assert info["downloaded"] == 0 and shown == []
+                    assert sum(size for _, _, size in got) < 64 * 1024  # the page's own files, revalidated
+    finally:
+        context.close()
+
+
+def test_a_mask_over_the_whole_image_is_refused(browser: object, site: Path) -> None:
+    with serve_folder(site) as base, local_only_page(browser, base) as page:
+        page.set_default_timeout(120_000)
+        open_page(page, base)
+        message = page.evaluate(
+            """async ([photoUrl, maskUrl]) => {
+              const load = async (url) => {
+                const bitmap = await createImageBitmap(await (await fetch(url)).blob());
+                const ctx = new OffscreenCanvas(bitmap.width, bitmap.height).getContext("2d");
+                ctx.drawImage(bitmap, 0, 0);
+                return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+              };
+              try { await window.pconv.inpaint(await load(photoUrl), await load(maskUrl)); return "filled"; }
+              catch (err) { return err.message; }
+            }""",
+            [f"{base}/fixtures/photo.png", f"{base}/fixtures/all_hole.png"],
+        )
+        assert message.startswith("the mask covers the whole image: nothing is left to fill from")
+        page.set_input_files("#file-input", str(site / "fixtures" / "photo.png"))
+        page.wait_for_selector("#canvas-wrap:not([hidden])")
+        page.set_input_files("#mask-input", str(site / "fixtures" / "all_hole.png"))
+        page.click("#run")
+        page.wait_for_selector("#status.error")
+        status = page.inner_text("#status")
+    assert "the mask covers the whole image: nothing is left to fill from" in status
+    assert "white = hole" in status
+
+
 def test_large_photo_fills_by_windows_in_the_browser(browser: object, site: Path, tmp_path: Path) -> None:
     photo = np.asarray(Image.open(site / "fixtures" / "big.png")).astype(int)
     hole = np.asarray(Image.open(site / "fixtures" / "big_mask.png")) > 127
@@ -144,6 +289,15 @@ def test_editor_paints_fills_and_offers_the_download(browser: object, site: Path
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
 
+
+# Before the page's scripts: every text the download progress shows, in window.__progress.
+RECORD_PROGRESS = """
+window.__progress = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const text = document.getElementById("progress-text");
+  new MutationObserver(() => window.__progress.push(text.textContent)).observe(text, { childList: true });
+});
+"""
 
 PIXELS_OF_PHOTO_CANVAS = """() => {
   const c = document.getElementById("photo-canvas");

@@ -1,8 +1,10 @@
 """The web editor end to end in headless Chromium (Debian's ``chromium`` driven by Playwright, no browser download).
 
 Opens the bundled photo, paints a stroke with the mouse, runs inpainting, downloads the PNG and checks that it
-differs from the photo only inside the painted stroke, which was sent as the hole (white). Set
-``PCONV_UPDATE_SCREENSHOT=1`` to also write the README's screenshot ``docs/web_editor.png``.
+differs from the photo only inside the painted stroke, which was sent as the hole (white). With ONNX Runtime Web's
+files on the server (``create_app(..., browser_files=...)``), the page offers "fill on this computer": that fill
+uploads nothing and gives Python's bytes. A mask that leaves no known pixel shows the server's 422 message in the
+status line. Set ``PCONV_UPDATE_SCREENSHOT=1`` to also write the README's screenshot ``docs/web_editor.png``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import base64
 import io
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -28,10 +31,12 @@ from pconv.config import ModelConfig  # noqa: E402
 from pconv.inference import Inpainter  # noqa: E402
 from pconv.model import PConvUNet  # noqa: E402
 from pconv.server import create_app  # noqa: E402
+from pconv.web_engine import runtime_files  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "src" / "pconv" / "assets" / "kodim23.png"
 SCREENSHOT = REPO / "docs" / "web_editor.png"
+MODEL = REPO / "src" / "pconv" / "weights" / "pconv_default.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +76,22 @@ def page(browser: object, base_url: str) -> Iterator[object]:
     """A page that may only talk to the test server: every other request is aborted, and the test fails."""
     with local_only_page(browser, base_url, accept_downloads=True) as page:
         yield page
+
+
+@pytest.fixture(scope="module")
+def browser_fill_url(recorder: RecordingInpainter) -> Iterator[str]:
+    """The same server, also serving ONNX Runtime Web (``web/node_modules``, installed by ``npm ci`` if needed) and
+    the shipped graph for the page's in-browser fill."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import build_try
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    if not (build_try.ORT_DIST / build_try.ORT_FILES[0]).is_file() and shutil.which("npm") is None:
+        pytest.skip("npm is not installed and web/node_modules has no onnxruntime-web")
+    files = {**runtime_files(build_try.ensure_ort()), MODEL.name: MODEL}
+    with serve(create_app(recorder, browser_files=files)) as url:
+        yield url
 
 
 def painted_pixels(page: object) -> int:
@@ -181,3 +202,62 @@ def test_dropping_a_photo_opens_it(page: object, base_url: str) -> None:
     page.wait_for_selector("#canvas-wrap:not([hidden])")
     assert page.evaluate("document.getElementById('photo-canvas').width") == 64
     assert "dropped.png" in page.text_content("#status")
+
+
+def test_fill_on_this_computer_uploads_nothing_and_gives_python_bytes(
+    browser: object, browser_fill_url: str, recorder: RecordingInpainter, tmp_path: Path
+) -> None:
+    hole = Image.new("L", (768, 512), 0)
+    ImageDraw.Draw(hole).ellipse([300, 200, 420, 300], fill=255)
+    hole.save(tmp_path / "hole.png")
+    with local_only_page(browser, browser_fill_url, accept_downloads=True) as page:
+        page.set_default_timeout(180_000)
+        page.goto(browser_fill_url + "/")
+        page.wait_for_selector("#engine-choice:not([hidden])")
+        assert page.is_checked("#engine-server")  # the server's fill stays the default
+        assert page.evaluate("crossOriginIsolated")  # the server sends COOP/COEP: WebAssembly threads
+        page.check("#engine-browser")
+        assert "never leaves" in page.inner_text("#local-note")
+        page.set_input_files("#file-input", str(PHOTO))
+        page.wait_for_selector("#canvas-wrap:not([hidden])")
+        page.set_input_files("#mask-input", str(tmp_path / "hole.png"))
+        calls = len(recorder.calls)
+        page.click("#run")
+        page.wait_for_selector("#status.ok")
+        info = page.evaluate("window.pconv.ready()")
+        cores = page.evaluate("navigator.hardwareConcurrency")
+        with page.expect_download() as download:
+            page.click("#download")
+        got = np.asarray(Image.open(download.value.path()).convert("RGB")).astype(int)
+    assert len(recorder.calls) == calls  # nothing went to the server's fill
+    assert info["provider"] == "wasm" and info["threads"] == min(4, cores) and info["isolated"]
+    want = np.asarray(Inpainter(backend="onnx").inpaint(Image.open(PHOTO), hole)).astype(int)
+    in_hole = np.asarray(hole) > 127
+    photo = np.asarray(Image.open(PHOTO).convert("RGB")).astype(int)
+    assert np.array_equal(got[~in_hole], photo[~in_hole])
+    assert np.abs(got - want).max() <= 2
+
+
+def test_page_offers_only_the_server_fill_without_the_runtime(page: object, base_url: str) -> None:
+    page.goto(base_url + "/")
+    page.wait_for_selector("body[data-server=ready]")
+    assert page.evaluate("fetch('/health').then((r) => r.json()).then((h) => h.browser_fill)") is False
+    assert page.locator("#engine-choice").is_hidden()
+
+
+def test_the_servers_refusal_of_a_whole_image_mask_shows_in_the_status_line(
+    page: object, base_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    Image.new("L", (768, 512), 255).save(tmp_path / "all.png")
+    page.goto(base_url + "/")
+    page.set_input_files("#file-input", str(PHOTO))
+    page.wait_for_selector("#canvas-wrap:not([hidden])")
+    page.set_input_files("#mask-input", str(tmp_path / "all.png"))
+    with page.expect_response("**/api/v1/inpaint") as response:
+        page.click("#run")
+    assert response.value.status == 422
+    detail = response.value.json()["detail"]
+    expect(page.locator("#status.error")).to_contain_text(detail, timeout=60_000)
+    assert "covers the whole image" in detail

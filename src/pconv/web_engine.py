@@ -19,7 +19,15 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["MANIFEST", "WASM_FILES", "WEBGPU_FILES", "checkout_runtime", "manifest", "runtime_files"]
+__all__ = [
+    "MANIFEST",
+    "WASM_FILES",
+    "WEBGPU_FILES",
+    "checkout_runtime",
+    "graph_runs_on_webgpu",
+    "manifest",
+    "runtime_files",
+]
 
 MANIFEST = "engine.json"
 # ONNX Runtime Web's builds, as (bundle, WebAssembly): the CPU one (SIMD, threads), and the one with the WebGPU
@@ -27,6 +35,8 @@ MANIFEST = "engine.json"
 WASM_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
 WEBGPU_FILES = ("ort.webgpu.bundle.min.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
 ENGINES = {"wasm": WASM_FILES, "webgpu": WEBGPU_FILES}
+# A Cast to float64 as ONNX serialises it: the attribute {name: "to" (field 1), i: 11 = DOUBLE (field 3)}.
+_CAST_TO_DOUBLE = b"\n\x02to\x18\x0b"
 
 
 def runtime_files(dist: Path) -> dict[str, Path]:
@@ -53,8 +63,15 @@ def checkout_runtime() -> Path | None:
     return dist if all((dist / name).is_file() for name in WASM_FILES) else None
 
 
+def graph_runs_on_webgpu(graph: Path) -> bool:
+    """Whether ONNX Runtime Web's WebGPU build can load the ``.onnx`` graph: that build has no float64 kernels
+    (WebGPU has no float64), so a graph holding a Cast to float64 fails to load there."""
+    return _CAST_TO_DOUBLE not in graph.read_bytes()
+
+
 def manifest(files: Mapping[str, Path]) -> dict:
-    """``engine.json`` for the worker: the graph's name, the builds present, and each file's bytes and SHA-256.
+    """``engine.json`` for the worker: the graph's name, the builds present, whether the WebGPU build can run the
+    graph (``graph_runs_on_webgpu``: the worker tries WebGPU by itself only then), and each file's bytes and SHA-256.
 
     Args:
         files: name -> path of what the worker may load: ONNX Runtime Web's files (``runtime_files``) and one
@@ -68,6 +85,7 @@ def manifest(files: Mapping[str, Path]) -> dict:
     return {
         "model": models[0],
         "engines": {kind: list(names) for kind, names in ENGINES.items() if all(name in files for name in names)},
+        "graph_runs_on_webgpu": graph_runs_on_webgpu(files[models[0]]),
         "files": {name: {"bytes": path.stat().st_size, "sha256": _sha256(path)} for name, path in files.items()},
     }
 

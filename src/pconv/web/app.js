@@ -573,6 +573,7 @@
       setStatus("The pconv server does not answer; is `pconv serve` running?", "error");
     }
     if (state.limits && state.limits.browser_fill) offerBrowserEngine();
+    document.body.dataset.server = state.limits ? "ready" : "absent"; // the engine choice is settled
   }
 
   // `pconv serve`'s page: "Fill on: the server | this computer"; the engine loads when first chosen.

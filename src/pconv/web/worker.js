@@ -1,17 +1,19 @@
 // pconv's model in a Web Worker: ONNX Runtime Web runs the fill graph, fill.js plans the windows.
 // Everything it loads comes from its own folder, as listed in engine.json (pconv.web_engine.manifest): the fill
-// graph and one ONNX Runtime Web build, WebGPU where the browser has a GPU, else WebAssembly (as many threads as
-// the CPU has, up to MAX_THREADS, when the page is cross-origin isolated; one otherwise). The graph and the
+// graph and one ONNX Runtime Web build, WebGPU where the browser has a GPU (and the graph runs there), else
+// WebAssembly (as many threads as the CPU has, up to MAX_THREADS, when the page is cross-origin isolated; one
+// otherwise); when WebGPU fails to load or run the graph, WebAssembly takes over by itself. The graph and the
 // WebAssembly are kept in Cache Storage under their SHA-256, so a later visit downloads neither. The photo never
 // leaves this worker.
 //
 // Messages in:  {kind: "load", prefer: "auto" | "webgpu" | "wasm"}   (optional: a fill loads with "auto")
 //               {kind: "fill", id, rgba: ArrayBuffer (H*W*4), hole: ArrayBuffer (H*W, 1 = hole), width, height, dilate}
 // Messages out: {kind: "download", loaded, total}                    bytes of the first visit's download
-//               {kind: "ready", info: {provider, threads, isolated, downloaded, seconds: {download, session}}}
+//               {kind: "ready", info: {provider, threads, isolated, downloaded (bytes), seconds: {download, session},
+//                                      webgpuError (why WebGPU was left for WebAssembly, or null)}}
 //               {kind: "failed", message}
 //               {id, kind: "progress", text}, {id, kind: "done", rgba: ArrayBuffer, seconds}, {id, kind: "error", message}
-import { fillImage } from "./fill.js";
+import { NoKnownPixelError, fillImage } from "./fill.js";
 
 // ONNX Runtime's graphOptimizationLevel ("disabled" | "basic" | "extended" | "all"): "all" optimises the graph
 // at every load; a graph optimised before it ships loads faster with "disabled".
@@ -20,7 +22,7 @@ const MAX_THREADS = 4; // more threads than this gain little on this graph and e
 const CACHE_NAME = "pconv-engine";
 const here = new URL("./", import.meta.url);
 
-let engine = null; // Promise of {ort, session, info}
+let engine = null; // Promise of {ort, session, manifest, info}
 
 function load(prefer = "auto") {
   engine ??= start(prefer);
@@ -28,9 +30,25 @@ function load(prefer = "auto") {
 }
 
 async function start(prefer) {
-  const t0 = performance.now();
   const manifest = await (await fetch(new URL("engine.json", here), { cache: "no-cache" })).json();
-  let provider = await pickProvider(prefer, manifest);
+  const provider = await pickProvider(prefer, manifest);
+  if (provider !== "webgpu") return open(manifest, provider);
+  try {
+    return await open(manifest, provider);
+  } catch (err) {
+    return open(manifest, "wasm", err);
+  }
+}
+
+// After WebGPU failed (to load the graph, or to run it): the WebAssembly build, for this and every later fill.
+function fallBack(failed, err) {
+  engine = open(failed.manifest, "wasm", err, failed.info.downloaded);
+  return engine;
+}
+
+// One ONNX Runtime Web build with the graph loaded: {ort, session, manifest, info}.
+async function open(manifest, provider, webgpuError = null, downloadedBefore = 0) {
+  const t0 = performance.now();
   const [bundle, wasm] = manifest.engines[provider];
   const [wasmBytes, modelBytes, downloaded] = await fetchAll(manifest, [wasm, manifest.model]);
   const t1 = performance.now();
@@ -38,29 +56,23 @@ async function start(prefer) {
   const threads = self.crossOriginIsolated ? Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1) : 1;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.wasmBinary = wasmBytes;
-  let session;
-  try {
-    session = await createSession(ort, modelBytes, provider);
-  } catch (err) {
-    if (provider !== "webgpu") throw err;
-    provider = "wasm"; // the WebGPU build runs the CPU provider too
-    session = await createSession(ort, modelBytes, provider);
-  }
-  const t2 = performance.now();
-  const seconds = { download: (t1 - t0) / 1000, session: (t2 - t1) / 1000 };
-  return { ort, session, info: { provider, threads, isolated: self.crossOriginIsolated, downloaded, seconds } };
-}
-
-function createSession(ort, modelBytes, provider) {
-  return ort.InferenceSession.create(modelBytes, {
+  const session = await ort.InferenceSession.create(modelBytes, {
     executionProviders: provider === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
     graphOptimizationLevel: GRAPH_OPTIMIZATION,
   });
+  const info = {
+    provider, threads, isolated: self.crossOriginIsolated, downloaded: downloadedBefore + downloaded,
+    seconds: { download: (t1 - t0) / 1000, session: (performance.now() - t1) / 1000 },
+    webgpuError: webgpuError && String(webgpuError.message || webgpuError),
+  };
+  return { ort, session, manifest, info };
 }
 
-// "webgpu" where the browser offers a hardware GPU adapter (or a software one, when asked for "webgpu"), else "wasm".
+// "webgpu" where the browser has a GPU adapter and the graph runs there (engine.json), else "wasm". Asked for
+// "webgpu" (?ep=webgpu), it tries WebGPU on any adapter, software ones too, and falls back when that fails.
 async function pickProvider(prefer, manifest) {
   if (prefer === "wasm" || !manifest.engines.webgpu || !self.navigator.gpu) return "wasm";
+  if (prefer !== "webgpu" && !manifest.graph_runs_on_webgpu) return "wasm";
   try {
     const adapter = await navigator.gpu.requestAdapter();
     const software = adapter && (adapter.info ? adapter.info.isFallbackAdapter : adapter.isFallbackAdapter);
@@ -136,16 +148,23 @@ async function runGraph(session, ort, rgb, hole, height, width) {
 
 async function fill({ id, rgba, hole, width, height, dilate }) {
   const started = performance.now();
-  try {
-    const { ort, session } = await load();
-    const onProgress = ({ done, total }) => {
-      const text = total > 1 ? `Inpainting region ${Math.min(done + 1, total)} of ${total}…` : "Inpainting…";
-      if (done < total) self.postMessage({ id, kind: "progress", text, done, total });
-    };
+  const onProgress = ({ done, total }) => {
+    const text = total > 1 ? `Inpainting region ${Math.min(done + 1, total)} of ${total}…` : "Inpainting…";
+    if (done < total) self.postMessage({ id, kind: "progress", text, done, total });
+  };
+  const fillWith = ({ ort, session }) => {
     const run = (rgb, mask, h, w) => runGraph(session, ort, rgb, mask, h, w);
-    const out = await fillImage(run, new Uint8ClampedArray(rgba), new Uint8Array(hole), height, width, {
-      dilate, onProgress,
-    });
+    return fillImage(run, new Uint8ClampedArray(rgba), new Uint8Array(hole), height, width, { dilate, onProgress });
+  };
+  try {
+    const loaded = await load();
+    let out;
+    try {
+      out = await fillWith(loaded);
+    } catch (err) {
+      if (loaded.info.provider !== "webgpu" || err instanceof NoKnownPixelError) throw err;
+      out = await fillWith(await fallBack(loaded, err)); // WebGPU loaded the graph but could not run it
+    }
     const seconds = (performance.now() - started) / 1000;
     self.postMessage({ id, kind: "done", rgba: out.buffer, seconds }, [out.buffer]);
   } catch (err) {
