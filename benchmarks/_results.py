@@ -12,7 +12,7 @@ in the file is appended at its end, after one blank line. The markers are HTML c
 (``docs/performance/results.md``) does not show them. Keys in use: ``light-inference`` and ``light-throughput``
 (``bench_light_inference.py``), ``browser`` (``bench_browser.py``), ``scale-out MODEL PASSES``
 (``bench_scale_out.py``), ``masks`` (``bench_masks.py``), ``test-time-average`` (``bench_test_time_average.py``),
-``cpu-train-precision WIDTH`` (``bench_cpu_train_precision.py``).
+``cpu-train-precision WIDTH`` (``bench_cpu_train_precision.py``), ``structure`` (``bench_structure.py``).
 """
 
 from __future__ import annotations
