@@ -18,13 +18,27 @@ Backends:
 ``choose_backend`` picks one for ``"auto"``: PyTorch when it is installed and a GPU is present, ONNX Runtime
 otherwise, without importing torch on a machine that has no GPU (``import torch`` alone takes longer than filling a
 512² photo with ONNX Runtime).
+
+The optimisation cache: a graph file holds only the portable optimisations (``pconv.export``); what ONNX Runtime
+adds for this CPU on the CPU (fusions, the blocked NCHWc layout of the convolutions) took most of a session's start.
+So the first ``OnnxNetwork`` on a machine saves the graph as ONNX Runtime optimised it in a cache folder
+(``cache_dir()``: ``$PCONV_CACHE_DIR/onnx``, else ``$XDG_CACHE_HOME/pconv/onnx``, else ``~/.cache/pconv/onnx``; an
+empty ``PCONV_CACHE_DIR`` turns it off), named by the file's SHA-256, the ONNX Runtime version and the CPU, and later
+ones load that copy with optimisation off: the same operations, so the same output bytes, in a third of the time.
+A folder that cannot be written, or a damaged copy, only means the graph is optimised at load as without a cache;
+the newest ``CACHE_KEEP`` copies are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
 import logging
+import os
+import platform
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,6 +55,7 @@ __all__ = [
     "Network",
     "OnnxNetwork",
     "TorchNetwork",
+    "cache_dir",
     "choose_backend",
     "gpu_present",
     "installed",
@@ -53,6 +68,9 @@ BACKENDS = ("auto", "torch", "onnx")
 ONNX_INPUTS = ("image", "valid_mask")  # the network graph's inputs
 # The fill graph's (pconv.fill_graph); flip, shift and smooth are optional (default 1).
 FILL_INPUTS = ("image", "hole_mask", "flip", "shift", "smooth")
+CACHE_ENV = "PCONV_CACHE_DIR"  # the optimisation cache's folder; empty: no cache (module docstring)
+CACHE_KEEP = 8  # optimised graphs kept in the cache, newest first (the shipped model's is about 9 MB)
+_CACHED_NAMES = "*-" + "?" * 16 + "-" + "?" * 16 + ".onnx"  # STEM-FILE_SHA-MACHINE_KEY.onnx: what _prune may delete
 # Backend -> (Python module it needs, how to install it).
 _NEEDS = {
     "torch": ("torch", "pip install 'pconv[torch]'"),
@@ -195,6 +213,8 @@ class OnnxNetwork:
     Attributes:
         graph: ``"fill"`` (inputs ``image`` uint8, ``hole_mask``, ``flip``, ``shift``) or ``"network"`` (inputs
             ``image``, ``valid_mask``).
+        cached: the copy in the optimisation cache the session was loaded from (module docstring), or None when
+            it was optimised at load (first use on this machine, no cache, or not on the CPU).
     """
 
     name = "onnx"
@@ -212,21 +232,9 @@ class OnnxNetwork:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {path} (make one with `pconv export-onnx`)")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: no warnings about unused initializers on stderr
-        # Idle threads sleep instead of spinning: on a CPU shared with other work (2 busy cores here) spinning
-        # threads take turns from the ones computing; four passes of the shipped model at 512² ran about 25 % faster.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # The optimisation level stays ONNX Runtime's default (all): ``pconv export-onnx`` saves the graph with the
-        # portable basic optimisations done, so what is left at load is this CPU's own (fusions, the blocked NCHWc
-        # layout of the convolutions), which costs little at load and makes the fill faster than a graph loaded
-        # with optimisation off (which would also round a few pixels differently from the shipped bytes).
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        self.cached: Path | None = None  # the optimised copy this session was loaded from (module docstring)
         try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=providers or _providers(device, ort)
-            )
+            self.session = self._load(ort, path, providers or _providers(device, ort), threads)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ValueError(f"{path} is not a loadable ONNX model ({type(exc).__name__})") from None
         names = tuple(i.name for i in self.session.get_inputs())
@@ -243,6 +251,24 @@ class OnnxNetwork:
         self._inputs = set(names) | optional
         self.path = path
         self.device = str(device or "cpu")
+
+    def _load(self, ort: Any, path: Path, providers: list[Any], threads: int | None) -> Any:
+        """A session on ``path``, through the optimisation cache on the CPU (module docstring)."""
+        folder = cache_dir() if providers == ["CPUExecutionProvider"] else None
+        if folder is None:
+            return ort.InferenceSession(str(path), sess_options=_options(ort, threads), providers=providers)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        cached = folder / f"{path.stem}-{digest}-{_machine_key(ort)}.onnx"
+        if cached.is_file():
+            try:  # optimised already, for this CPU
+                session = ort.InferenceSession(
+                    str(cached), sess_options=_options(ort, threads, optimize=False), providers=providers
+                )
+                self.cached = cached
+                return session
+            except Exception:  # a damaged copy: optimise afresh, and replace it
+                log.debug("cannot load the cached %s: optimising %s afresh", cached, path)
+        return _load_and_save(ort, path, providers, threads, cached)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -289,6 +315,84 @@ class OnnxNetwork:
             feed["smooth"] = np.array(float(smooth), dtype=np.float32)
         (filled,) = self.session.run(["filled"], feed)
         return filled
+
+
+def cache_dir() -> Path | None:
+    """The optimisation cache's folder (module docstring), or None when ``PCONV_CACHE_DIR`` is set empty."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return Path(value).expanduser() / "onnx" if value else None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pconv" / "onnx"
+
+
+def _options(ort: Any, threads: int | None, *, optimize: bool = True) -> Any:
+    """Session options: errors only in the log, no spinning threads, ``threads``, optimisation on or off."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: no warnings about the inputs with defaults on stderr
+    # Idle threads sleep instead of spinning: on a CPU shared with other work (2 busy cores here) spinning
+    # threads take turns from the ones computing; four passes of the shipped model at 512² ran about 25 % faster.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # Otherwise ONNX Runtime's default level (all): the file has the portable optimisations done (pconv.export);
+    # what is left is this CPU's own (fusions, the NCHWc layout), which makes the fill faster than a graph run
+    # unoptimised and gives the shipped bytes (unoptimised, a few pixels round differently).
+    return options
+
+
+def _load_and_save(ort: Any, path: Path, providers: list[Any], threads: int | None, cached: Path) -> Any:
+    """A session on ``path`` optimised at load, its optimised graph saved as ``cached`` where that can be written."""
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    options = _options(ort, threads)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cached.parent, os.W_OK)
+    except OSError:
+        writable = False
+    if writable:
+        options.optimized_model_filepath = str(tmp)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception:
+        if not writable:
+            raise
+        _discard(tmp)
+        log.debug("cannot save %s's optimised graph in %s: loading it without the cache", path, cached.parent)
+        return ort.InferenceSession(str(path), sess_options=_options(ort, threads), providers=providers)
+    if writable:
+        try:
+            os.replace(tmp, cached)
+            _prune(cached.parent)
+        except OSError:
+            _discard(tmp)
+    return session
+
+
+def _discard(path: Path) -> None:
+    """Remove ``path`` if it is there and can be removed."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _machine_key(ort: Any) -> str:
+    """What a graph optimised here is valid for: ONNX Runtime's version and this CPU (model and feature flags)."""
+    cpu = platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu += "".join(sorted({line for line in lines if line.startswith(("model name", "flags", "Features"))}))
+    except OSError:  # not Linux: the processor's name (platform.processor runs a command on Linux: slow)
+        cpu += platform.processor()
+    return hashlib.sha256(f"{ort.__version__} {cpu}".encode()).hexdigest()[:16]
+
+
+def _prune(folder: Path) -> None:
+    """Keep the ``CACHE_KEEP`` newest optimised graphs in ``folder``; drop what an interrupted save left behind."""
+    copies = sorted(folder.glob(_CACHED_NAMES), key=lambda p: p.stat().st_mtime, reverse=True)
+    stale = [tmp for tmp in folder.glob(f".{_CACHED_NAMES}.*.tmp") if time.time() - tmp.stat().st_mtime > 3600]
+    for old in copies[CACHE_KEEP:] + stale:
+        _discard(old)
 
 
 def _float32(array: np.ndarray) -> np.ndarray:
