@@ -15,8 +15,9 @@
 //               {id, kind: "progress", text}, {id, kind: "done", rgba: ArrayBuffer, seconds}, {id, kind: "error", message}
 import { NoKnownPixelError, fillImage } from "./fill.js";
 
-// ONNX Runtime's graphOptimizationLevel ("disabled" | "basic" | "extended" | "all"): "all" optimises the graph
-// at every load; a graph optimised before it ships loads faster with "disabled".
+// ONNX Runtime's graphOptimizationLevel ("disabled" | "basic" | "extended" | "all"). The shipped graph has the
+// portable (basic) optimisations done at export; "all" adds this runtime's own fusions at load, as Python's
+// pconv.backends does, so both give the same bytes. "disabled" would load a little faster.
 const GRAPH_OPTIMIZATION = "all";
 const MAX_THREADS = 4; // more threads than this gain little on this graph and each costs a WebAssembly instance
 const CACHE_NAME = "pconv-engine";
@@ -56,9 +57,13 @@ async function open(manifest, provider, webgpuError = null, downloadedBefore = 0
   const threads = self.crossOriginIsolated ? Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1) : 1;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.wasmBinary = wasmBytes;
+  ort.env.logLevel = "error";
   const session = await ort.InferenceSession.create(modelBytes, {
     executionProviders: provider === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
     graphOptimizationLevel: GRAPH_OPTIMIZATION,
+    logSeverityLevel: 3, // errors only, as in Python: no console warnings about the graph's optional inputs
+    // Idle threads sleep instead of spinning, as in Python: on a busy CPU spinning threads slow the working ones.
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
   });
   const info = {
     provider, threads, isolated: self.crossOriginIsolated, downloaded: downloadedBefore + downloaded,
