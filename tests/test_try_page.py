@@ -130,22 +130,29 @@ def test_static_page_is_isolated_and_fills_with_webassembly_threads(browser: obj
     assert info["threads"] == min(4, cores)
 
 
-def test_webgpu_falls_back_to_webassembly_with_python_bytes(browser: object, site: Path, tmp_path: Path) -> None:
-    """Asked for WebGPU on Chromium's software adapter, the WebGPU build cannot load the shipped graph (it has no
-    float64 kernels): the worker goes on in WebAssembly by itself and fills as Python does."""
-    photo = np.asarray(Image.open(site / "fixtures" / "small.png")).astype(int)
-    hole = np.asarray(Image.open(site / "fixtures" / "small_mask.png")) > 127
+def fill_asking_for_webgpu(browser: object, root: Path, *, timeout_ms: int) -> tuple[dict, np.ndarray]:
+    """The small pair filled by the page of ``root`` opened with ``?ep=webgpu`` in a chromium with a (software)
+    WebGPU adapter: the engine's info and the fill."""
     with (
         another_chromium(browser, WEBGPU_ARGS) as gpu_browser,
-        serve_folder(site) as base,
+        serve_folder(root) as base,
         local_only_page(gpu_browser, base) as page,
     ):
-        page.set_default_timeout(240_000)
+        page.set_default_timeout(timeout_ms)
         page.goto(f"{base}/try/?ep=webgpu")
         page.wait_for_function("window.pconv && typeof window.pconv.ready === 'function'")
         assert page.evaluate("navigator.gpu.requestAdapter().then((a) => a !== null)")  # WebGPU is there
         info = page.evaluate("window.pconv.ready()")
         got, _ = browser_fill(page, base, "small.png", "small_mask.png")
+    return info, got
+
+
+def test_webgpu_falls_back_to_webassembly_with_python_bytes(browser: object, site: Path, tmp_path: Path) -> None:
+    """Asked for WebGPU on Chromium's software adapter, the WebGPU build cannot load the shipped graph (it has no
+    float64 kernels): the worker goes on in WebAssembly by itself and fills as Python does."""
+    photo = np.asarray(Image.open(site / "fixtures" / "small.png")).astype(int)
+    hole = np.asarray(Image.open(site / "fixtures" / "small_mask.png")) > 127
+    info, got = fill_asking_for_webgpu(browser, site, timeout_ms=240_000)
     assert info["provider"] == "wasm" and "Cast" in info["webgpuError"]
     want = python_fill(tmp_path, site / "fixtures" / "small.png", site / "fixtures" / "small_mask.png")
     assert np.array_equal(got[~hole], photo[~hole])
@@ -178,16 +185,7 @@ def test_webgpu_engine_fills_as_python_once_the_graph_has_no_float64(
     hole = np.asarray(Image.open(root / "fixtures" / "small_mask.png"))
     session = ort.InferenceSession(str(static / build_try.MODEL.name), providers=["CPUExecutionProvider"])
     want = session.run(["filled"], {"image": rgb[None], "hole_mask": hole[None]})[0][0].astype(int)
-    with (
-        another_chromium(browser, WEBGPU_ARGS) as gpu_browser,
-        serve_folder(root) as base,
-        local_only_page(gpu_browser, base) as page,
-    ):
-        page.set_default_timeout(900_000)
-        page.goto(f"{base}/try/?ep=webgpu")
-        page.wait_for_function("window.pconv && typeof window.pconv.ready === 'function'")
-        info = page.evaluate("window.pconv.ready()")
-        got, _ = browser_fill(page, base, "small.png", "small_mask.png")
+    info, got = fill_asking_for_webgpu(browser, root, timeout_ms=900_000)
     assert info["provider"] == "webgpu" and info["webgpuError"] is None
     assert np.abs(got - want).max() <= 2
 
