@@ -191,3 +191,14 @@ def test_cli_export_then_inpaint_with_onnx_backend(tmp_path: Path, model: PConvU
     assert main([*args, "--output", str(tmp_path / "torch.png"), "--weights", str(weights)]) == 0
     a, b = (np.asarray(Image.open(tmp_path / n)).astype(int) for n in ("onnx.png", "torch.png"))
     assert np.abs(a - b).max() <= 1
+
+
+def test_cli_no_optimize_saves_the_exporters_graph(tmp_path: Path, model: PConvUNet, capsys) -> None:
+    weights = save_weights(model, tmp_path / "tiny.safetensors")
+    plain, optimised = tmp_path / "plain.onnx", tmp_path / "optimised.onnx"
+    assert main(["export-onnx", "--output", str(plain), "--weights", str(weights), "--no-optimize"]) == 0
+    assert "pre-optimised" not in capsys.readouterr().out
+    assert main(["export-onnx", "--output", str(optimised), "--weights", str(weights)]) == 0
+    assert "pre-optimised: ONNX Runtime's basic level" in capsys.readouterr().out
+    assert "pconv_optimized" not in OnnxPredictor(plain).metadata
+    assert OnnxPredictor(optimised).metadata["pconv_optimized"] == "basic"

@@ -26,8 +26,9 @@ redundant and common nodes removed, shape computations simplified; 4,438 nodes b
 graph) are applied once, here, and their result is what is saved. That level is the portable one: it runs before
 the graph is split between execution providers and writes standard ONNX operators only, so the file runs the
 same on any CPU, in the browser's WebAssembly and on WebGPU; the layout and fusion optimisations that are specific
-to a CPU are left to the runtime that loads it. A session then starts without redoing that work (the shipped
-graph's session start: 0.58 -> 0.24 s, ``benchmarks/RESULTS.md``), with the same output bytes.
+to a CPU are left to the runtime that loads it (``pconv.backends`` keeps their result in its optimisation cache).
+A session then starts without redoing that work, with the same output bytes (the shipped graph's session, with the
+cache: 0.40 -> 0.13 s, ``benchmarks/RESULTS.md``).
 
 The file's metadata (``OnnxNetwork.metadata``) records the graph (``pconv_graph``: fill or network), the network's
 config (``pconv_model_config``), the offline optimisation (``pconv_optimized``: ``basic``) and, when it was exported

@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and valid_mask (N,1,H,W) in, raw prediction out",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: %(default)s)")
+    parser.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="save the exporter's graph as it is, without ONNX Runtime's basic (portable) optimisations applied at "
+        "export (the default saves them: the same output, a faster session start)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
 
 
@@ -42,19 +48,28 @@ def run(args: argparse.Namespace) -> int:
     model = Inpainter(args.weights, backend="torch", device="cpu").model
     assert model is not None
     weights = args.weights if args.weights is not None else default_weights_path()
-    export_onnx(model, args.output, graph=args.graph, opset=args.opset, overwrite=args.overwrite, weights_file=weights)
+    export_onnx(
+        model,
+        args.output,
+        graph=args.graph,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        weights_file=weights,
+        optimize=not args.no_optimize,
+    )
     m = model.config.multiple
     diff = check_onnx(model, args.output)
     if args.graph == "fill":
         inputs = (
-            "inputs image (N,H,W,3) uint8 RGB, hole_mask (N,H,W) uint8 (> 127 = hole), optional flip and shift "
-            "(float, default 1); output filled (N,H,W,3) uint8"
+            "inputs image (N,H,W,3) uint8 RGB, hole_mask (N,H,W) uint8 (> 127 = hole), optional flip, shift, "
+            "smooth (float, default 1); output filled (N,H,W,3) uint8"
         )
     else:
         inputs = "inputs image (N,3,H,W) in [0,1] and valid_mask (N,1,H,W), 1 = known"
+    optimized = "" if args.no_optimize else "; pre-optimised: ONNX Runtime's basic level"
     print(
         f"pconv export-onnx: wrote {args.output} (opset {args.opset}; {inputs}; any H and W, padded to a multiple "
-        f"of {m} inside the graph)"
+        f"of {m} inside the graph{optimized})"
     )
     tolerance = TOLERANCE[args.graph]
     print(f"pconv export-onnx: onnxruntime vs PyTorch, max abs difference {diff:.3g} (tolerance {tolerance:.3g})")
