@@ -209,6 +209,19 @@ def test_bench_command_quick_writes_results(tmp_path, capsys) -> None:
     assert "--overwrite" in capsys.readouterr().err
 
 
+def test_bench_command_replaces_only_its_own_section_of_results_md(tmp_path) -> None:
+    from pconv.bench_report import BENCH_SECTION, markers, write_section
+
+    results_md = tmp_path / "RESULTS.md"
+    write_section(results_md, "another-benchmark", "## Another benchmark\n\nits figures\n")
+    before = results_md.read_text()
+    assert main(["bench", "--quick", "--output-dir", str(tmp_path), "--overwrite"]) == 0
+    text = results_md.read_text()
+    begin, end = markers(BENCH_SECTION)
+    assert text.count(begin) == 1 and text.count(end) == 1 and "## Goals" in text
+    assert before in text  # every byte of the other section kept
+
+
 def test_plain_and_fused_agree_on_the_paper_network_at_256() -> None:
     """The full-width paper network: fusion stays within 1e-5 at realistic channel counts."""
     model = trained_like(ModelConfig())
