@@ -5,6 +5,7 @@ torch is imported only where a test needs it, so the tests in tests/light run in
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -35,6 +36,13 @@ def _cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """ONNX Runtime's optimisation cache (``pconv.backends``) goes to a folder of this run, not ~/.cache: the tests
+    (and the processes they start) neither write to the user's home nor depend on what an earlier run left there."""
+    os.environ["PCONV_CACHE_DIR"] = str(tmp_path_factory.mktemp("pconv-cache"))
 
 
 @pytest.fixture(autouse=True)
