@@ -76,9 +76,18 @@ def test_manifest_lists_sizes_hashes_and_where_the_graph_runs(files: dict[str, P
         web_engine.manifest({name: path for name, path in files.items() if name != "fill.onnx"})
 
 
-def test_the_shipped_graph_holds_float64_casts_webgpu_cannot_load() -> None:
-    """ONNX Runtime Web's WebGPU build has no float64 kernels, so the worker tries WebGPU only on request."""
-    assert not web_engine.graph_runs_on_webgpu(default_onnx_path())
+def test_the_shipped_graph_runs_on_webgpu_and_a_float64_one_is_told_apart(tmp_path: Path) -> None:
+    """ONNX Runtime Web's WebGPU build has no float64 kernels: the shipped graph holds no float64 cast (the layer
+    exports its all-hole ratio as a select), so the worker may take WebGPU by itself; a graph that does is told."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    assert web_engine.graph_runs_on_webgpu(default_onnx_path())
+    cast = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)
+    graph = helper.make_graph([cast], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1])])  # fmt: skip
+    onnx.save(helper.make_model(graph), str(tmp_path / "double.onnx"))
+    assert not web_engine.graph_runs_on_webgpu(tmp_path / "double.onnx")
 
 
 def test_server_serves_the_files_and_their_manifest_next_to_the_worker(url: str, files: dict[str, Path]) -> None:

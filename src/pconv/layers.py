@@ -140,7 +140,11 @@ class PartialConv2d(nn.Conv2d):
         with torch.no_grad(), torch.autocast(out.device.type, enabled=False):
             # Exact fp32 ratio sum(1)/sum(M), 0 where the window is all hole (1/0 = inf -> 0), in three in-place
             # ops on a fresh tensor; the new mask is its sign. Few ops: each one is a thread-pool round trip.
-            ratio = msum.reciprocal().mul_(window).nan_to_num_(posinf=0.0)  # (N, 1, H', W')
+            ratio = msum.reciprocal().mul_(window)  # (N, 1, H', W'), inf where the window is all hole
+            if torch.onnx.is_in_onnx_export():  # the same values as one select: nan_to_num exports float64 casts,
+                ratio = torch.where(msum > 0, ratio, torch.zeros_like(ratio))  # which WebGPU cannot run
+            else:
+                ratio.nan_to_num_(posinf=0.0)
             new_mask = ratio.sign()  # (N, 1, H', W') in {0, 1}
         # In place on the fresh convolution output (autograd allows it: the convolution's backward does not
         # need its output): one pass for the ratio, one for the bias where sum(M) > 0 (bias * m is exact).
