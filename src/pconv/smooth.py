@@ -45,6 +45,7 @@ __all__ = [
     "continue_edge",
     "detail_gate",
     "grow",
+    "local_detail",
     "local_std",
     "plane_fit",
     "pull_push",
@@ -121,7 +122,8 @@ def pull_push(values: Tensor, weights: Tensor, *, levels: int = LEVELS, relax: i
 
     Args:
         values: (N, C, H, W).
-        weights: (N, 1, H, W) in [0, 1], 1 = known.
+        weights: (N, 1, H, W) in [0, 1], 1 = known, for every channel; or (N, C, H, W), one per channel (each
+            channel is spread on its own either way, so several spreads can run as one call).
     Returns:
         (N, C, H, W), within the range of the known values.
     """
@@ -195,6 +197,20 @@ def detail_gate(image: Tensor, valid_mask: Tensor, *, low: float = GATE_LOW, hig
     Returns:
         (N, 1, H, W) in [0, 1]: 0 = smooth surroundings (the smooth fill), 1 = detail (the network's fill).
     """
+    local, seen = local_detail(image, valid_mask)
+    return _gate(pull_push(local * seen, seen), low, high)
+
+
+def local_detail(image: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The detail that ``detail_gate`` measures, where it can be measured, before it is spread into the hole.
+
+    Args:
+        image: (N, C, H, W) in [0, 1]; values under the hole are never read.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
+    Returns:
+        ``(local, seen)``, both (N, 1, H, W): the mean absolute Laplacian (8-bit levels) of the 3x3 means over a
+        5x5 window, and 1 where that window holds a pixel whose stencil is all known (0 elsewhere).
+    """
     # The Laplacian of the 3x3 means: 8-bit rounding alone gives a ramp a Laplacian of about a level, its means a third.
     means = F.avg_pool2d(F.pad(image * valid_mask * 255, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     padded = F.pad(means, (1, 1, 1, 1), mode="replicate")
@@ -206,9 +222,11 @@ def detail_gate(image: Tensor, valid_mask: Tensor, *, low: float = GATE_LOW, hig
     # The local mean over a 5x5 window (where the stencil is whole), so one odd pixel does not open the gate.
     box_sum = F.avg_pool2d(detail * weights, 5, stride=1, padding=2, count_include_pad=True)
     box_mass = F.avg_pool2d(weights, 5, stride=1, padding=2, count_include_pad=True)
-    local = box_sum / box_mass.clamp(min=_EPS)
-    seen = (box_mass > 0).to(image.dtype)
-    spread = pull_push(local * seen, seen)
+    return box_sum / box_mass.clamp(min=_EPS), (box_mass > 0).to(image.dtype)
+
+
+def _gate(spread: Tensor, low: float, high: float) -> Tensor:
+    """The spread detail (8-bit levels) mapped linearly from 0 at ``low`` to 1 at ``high``."""
     return ((spread - low) / (high - low)).clamp(0, 1)
 
 
@@ -229,10 +247,17 @@ def blend(prediction: Tensor, image: Tensor, valid_mask: Tensor, *, smooth: Tens
     Returns:
         (N, C, H, W).
     """
-    gate = detail_gate(image, valid_mask)
-    plane = plane_fit(image * valid_mask, valid_mask)  # one fit for the smooth fill and the edge continuation
+    known = image * valid_mask
+    plane = plane_fit(known, valid_mask)  # one fit for the smooth fill and the edge continuation
+    # detail_gate's and smooth_fill's pull-push as one, on C + 1 channels each with its own weights: the same floats
+    # as two calls (every channel is averaged on its own), half the graph's nodes.
+    local, seen = local_detail(image, valid_mask)
+    c = int(image.shape[1])
+    weights = torch.cat([valid_mask.expand(-1, c, -1, -1), seen], dim=1)  # (N, C + 1, H, W)
+    spread = pull_push(torch.cat([(known - plane) * valid_mask, local * seen], dim=1), weights)
+    gate = _gate(spread[:, c:], GATE_LOW, GATE_HIGH)  # as detail_gate(image, valid_mask)
     share = 1 - smooth * (1 - gate)  # the network's share: the gate, or 1 with smooth = 0
-    blended = prediction * share + smooth_fill(image, valid_mask, plane=plane) * (1 - share)
+    blended = prediction * share + (plane + spread[:, :c]) * (1 - share)  # smooth_fill(image, valid_mask)
     return continue_edge(blended, image, valid_mask, smooth=smooth, plane=plane)
 
 
@@ -242,11 +267,13 @@ def grow(values: Tensor, valid_mask: Tensor, steps: int, *, kernel: int = EDGE_K
 
     Args:
         values: (N, C, H, W); values under the hole are never read.
-        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known, for every channel; or (N, C, H, W), one per channel (each
+            channel grows on its own either way, so several growths can run as one call).
         steps: rings to grow.
     Returns:
         ``(grown, depth)``: grown (N, C, H, W), the known values kept and the first ``steps`` rings filled (0 beyond);
-        depth (N, 1, H, W): 0 on known pixels, k on the k-th ring, ``steps + 1`` beyond the last.
+        depth (N, 1, H, W), or (N, C, H, W) with one mask per channel: 0 on known pixels, k on the k-th ring,
+        ``steps + 1`` beyond the last.
     """
     pad = kernel // 2
     grown, have = values * valid_mask, valid_mask
@@ -293,10 +320,13 @@ def continue_edge(
     """
     if plane is None:  # continued with the plane: constants and ramps stay exact
         plane = plane_fit(image * valid_mask, valid_mask)
-    residual, depth = grow(image - plane, valid_mask, EDGE_STEPS)
-    continued = plane + residual
     spread, seen = local_std(image, valid_mask)  # (N, 1, H, W) levels; 1 where a fifth of the window is known
-    spread = grow(spread, valid_mask * seen, EDGE_STEPS)[0]  # from the known pixels with a trustworthy window
+    # The residual from the plane and the spread (from the known pixels with a trustworthy window) grown as one, on
+    # C + 1 channels each with its own mask: the same floats as two calls, half the graph's nodes.
+    c = int(image.shape[1])
+    masks = torch.cat([valid_mask.expand(-1, c, -1, -1), valid_mask * seen], dim=1)  # (N, C + 1, H, W)
+    grown, depths = grow(torch.cat([image - plane, spread], dim=1), masks, EDGE_STEPS)
+    continued, spread, depth = plane + grown[:, :c], grown[:, c:], depths[:, :1]
     calm = ((STD_HIGH - spread) / (STD_HIGH - STD_LOW)).clamp(0, 1)
     reach = torch.exp((1 - depth) / EDGE_REACH) * (depth <= EDGE_STEPS).to(image.dtype) * (1 - valid_mask)
     differ = (prediction - continued).abs().amax(dim=1, keepdim=True) * 255

@@ -16,9 +16,11 @@
 import { NoKnownPixelError, fillImage } from "./fill.js";
 
 // ONNX Runtime's graphOptimizationLevel ("disabled" | "basic" | "extended" | "all"). The shipped graph has the
-// portable (basic) optimisations done at export; "all" adds this runtime's own fusions at load, as Python's
-// pconv.backends does, so both give the same bytes. "disabled" would load a little faster.
-const GRAPH_OPTIMIZATION = "all";
+// portable (basic) optimisations done at export; "all" would look for this runtime's own fusions at load, but the
+// WebAssembly build has no blocked-layout convolutions and the graph only two fusable ones, so it found nothing
+// that paid and took a second of the session's set-up (2.46 -> 1.52 s at 512², benchmarks/bench_browser.py);
+// the fill's bytes are the same either way (and Python's, tested).
+const GRAPH_OPTIMIZATION = "disabled";
 const MAX_THREADS = 4; // more threads than this gain little on this graph and each costs a WebAssembly instance
 const CACHE_NAME = "pconv-engine";
 const here = new URL("./", import.meta.url);
