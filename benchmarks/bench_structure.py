@@ -1,9 +1,10 @@
 """Straight structures through a hole: how much of their contrast each fill keeps (issue 36's measure).
 
 Synthetic images of our own, two colours ``C0`` and ``C1`` (anti-aliased): a step edge, stripes of two periods and
-duty cycles, thin lines of 3 and 6 px, at five angles, without and with grain (Gaussian, 4 levels); each with two
-holes that cross the structure: a brush stroke across it (22 px wide, 15 degrees off its normal) and a disk
-(radius 26 px). For every hole pixel the fill is projected on the axis from ``C0`` to ``C1``; the **contrast
+duty cycles, thin lines of 3 and 6 px, at five angles, without and with grain (Gaussian, 4 levels); each with the
+holes that cross the structure: a brush stroke across it (22 px wide, 15 degrees off its normal), a disk (radius
+26 px) and an NVIDIA test mask of 10-20 % holes resized to the image (``--masks``; kept where its hole covers both
+colours). For every hole pixel the fill is projected on the axis from ``C0`` to ``C1``; the **contrast
 kept** is the slope of that projection against the truth's (1: the structure runs on through the hole; 0: the hole
 is one flat colour), and the **error** the mean absolute difference to the truth in 8-bit levels.
 
@@ -31,6 +32,7 @@ SIZE = 192
 C0 = np.array([40.0, 70.0, 120.0])
 C1 = np.array([220.0, 190.0, 90.0])
 ANGLES = (0, 30, 60, 100, 135)
+NVIDIA_FIRST = 2000  # the NVIDIA test masks of the (0.1, 0.2] bin without border: 02000.png to 02999.png
 KINDS = {  # name -> (structure, its parameters)
     "edge": ("edge", {}),
     "stripes 12 px, duty 0.5": ("stripes", {"period": 12, "duty": 0.5}),
@@ -92,14 +94,28 @@ def disk_hole(*, radius: int = 26) -> np.ndarray:
     return hole
 
 
-def cases() -> Iterator[Case]:
-    for kind, (shape, params) in KINDS.items():
-        for angle in ANGLES:
+def nvidia_hole(index: int, masks: Path) -> np.ndarray:
+    """NVIDIA test mask ``index`` (512², white = hole) resized to (SIZE, SIZE) by nearest neighbour: uint8, 1 = hole."""
+    from PIL import Image
+
+    mask = Image.open(masks / f"{index:05d}.png").convert("L").resize((SIZE, SIZE), Image.Resampling.NEAREST)
+    return (np.asarray(mask) > 127).astype(np.uint8)
+
+
+def cases(masks: Path | None = None) -> Iterator[Case]:
+    """The synthetic cases: every structure x angle x grain with a stroke across and a disk on it, and, given the
+    NVIDIA test mask folder, one of its (0.1, 0.2] masks (no border) too, where its hole covers both colours."""
+    for i, (kind, (shape, params)) in enumerate(KINDS.items()):
+        for j, angle in enumerate(ANGLES):
             t = structure(shape, angle, **params)
             for grain in (0.0, 4.0):
                 image = render(t, grain, seed=angle)
-                for hole_name, hole in (("stroke", stroke_hole(angle + 15)), ("disk", disk_hole())):
-                    yield Case(kind, angle, grain, hole_name, image, hole, t)
+                holes = [("stroke", stroke_hole(angle + 15)), ("disk", disk_hole())]
+                if masks is not None:
+                    holes.append(("nvidia", nvidia_hole(NVIDIA_FIRST + 37 * (5 * i + j) + int(grain), masks)))
+                for hole_name, hole in holes:
+                    if t[hole > 0].std() > 0.1:  # the hole crosses the structure
+                        yield Case(kind, angle, grain, hole_name, image, hole, t)
 
 
 def contrast_kept(fill: np.ndarray, case: Case) -> float:
@@ -130,11 +146,11 @@ def fills(methods: list[str]) -> dict[str, Callable[[np.ndarray, np.ndarray], np
     return out
 
 
-def measure(methods: list[str]) -> dict[tuple[str, str], tuple[float, float]]:
+def measure(methods: list[str], masks: Path | None = None) -> dict[tuple[str, str], tuple[float, float]]:
     """(kind, method) -> (mean contrast kept, mean error in levels) over the kind's cases; kind "all" too."""
     sums: dict[tuple[str, str], list[tuple[float, float]]] = {}
     by_method = fills(methods)
-    for case in cases():
+    for case in cases(masks):
         for name, fill in by_method.items():
             out = fill(case.image, case.hole)
             for kind in (case.kind, "all"):
@@ -155,17 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["pconv", "ns", "telea", "patchmatch"])
     parser.add_argument("--out", type=Path, default=None, help="RESULTS.md to write the section into")
+    parser.add_argument(
+        "--masks", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/masks/nvidia_irregular_test"
+    )
     args = parser.parse_args(argv)
-    results = measure(args.methods)
-    n = sum(1 for _ in cases())
+    masks = args.masks if args.masks.is_dir() else None
+    results = measure(args.methods, masks)
+    n = sum(1 for _ in cases(masks))
     text = "\n".join(
         [
             "## Straight structures through a hole",
             "",
             f"- Command: `PYTHONPATH=src python benchmarks/bench_structure.py --methods {' '.join(args.methods)} "
             "--out benchmarks/RESULTS.md`",
-            f"- {n} synthetic cases ({SIZE}x{SIZE}): 5 structures x 5 angles x grain 0 / 4 levels x a stroke across "
-            "and a disk; contrast kept = slope of the fill's projection on the two colours' axis against the "
+            f"- {n} synthetic cases ({SIZE}x{SIZE}): 5 structures x 5 angles x grain 0 / 4 levels x a stroke across, "
+            "a disk and an NVIDIA test mask of 10-20 % holes (resized; where the hole crosses the structure); "
+            "contrast kept = slope of the fill's projection on the two colours' axis against the "
             "truth's (1 = the structure runs on), error = mean |fill - truth| in levels, over hole pixels.",
             "",
             table(results, args.methods),

@@ -288,7 +288,7 @@ class PConvMethod:
         from pconv.averages import averaged_predictor
         from pconv.masks import hole_to_valid
         from pconv.model import composite
-        from pconv.smooth import blend
+        from pconv.structure import finish_fill
 
         predict = averaged_predictor(lambda x, m: self.model(x, m)[0], flip=self.flip_average, shift=self.shift_average)
         outputs: list[np.ndarray] = []
@@ -300,7 +300,7 @@ class PConvMethod:
             with torch.inference_mode():
                 prediction = predict(image, valid_mask)
                 if self.smooth:
-                    prediction = blend(prediction, image, valid_mask)
+                    prediction = finish_fill(prediction, image, valid_mask)
                 filled = composite(image, prediction, valid_mask).clamp(0, 1)
             outputs.extend(to_uint8(filled.permute(0, 2, 3, 1).cpu().numpy()))
         return outputs

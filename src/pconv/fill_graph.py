@@ -13,7 +13,8 @@ Python, ONNX Runtime Web in the browser, any other ONNX runtime):
   call as an empty batch, so it costs nothing;
 - the smooth blend (``pconv.smooth``, beyond the paper): where the known pixels around the hole hold no detail, the
   fill is a smooth fill exact on constant colours and linear ramps, and near the hole's edge smooth surroundings
-  are continued into it (``pconv.smooth.continue_edge``); chosen per call by the scalar input ``smooth``;
+  are continued into it (``pconv.smooth.continue_edge``); then edges, lines and stripes of the known pixels are
+  carried straight through the hole (``pconv.structure``); both chosen per call by the scalar input ``smooth``;
 - clamping, rounding half to even (numpy's ``rint``, ONNX ``Round``) and putting the known pixels back: every known
   pixel of the output is the input's byte.
 
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pconv.model import PConvUNet
-from pconv.smooth import blend
+from pconv.structure import finish_fill
 
 __all__ = ["FILL_INPUTS", "FILL_OUTPUTS", "FillGraph"]
 
@@ -62,7 +63,8 @@ class FillGraph(nn.Module):
             hole_mask: (N, H, W) uint8, > 127 = hole.
             flip: () float, 1 = average with the mirrored image's fill, 0 = not.
             shift: () float, 1 = average with the fill of the image moved one pixel down and right, 0 = not.
-            smooth: () float, 1 = the smooth blend (``pconv.smooth.blend``), 0 = the network's fill alone.
+            smooth: () float, 1 = the smooth blend and the structure continuation (``pconv.structure.finish_fill``),
+                0 = the network's fill alone.
         Returns:
             (N, H, W, 3) uint8: the network's fill in the hole, the input's bytes elsewhere.
         """
@@ -99,7 +101,7 @@ class FillGraph(nn.Module):
         inner = F.pad(torch.ones_like(x[:1, :1, 1:, 1:]), (0, 1, 0, 1))  # (1, 1, H, W), 0 on the last row/column
         half_shift = 0.5 * shift * inner
         pred = plain * (1 - half_shift) + shifted * half_shift
-        pred = blend(pred, x, valid_mask, smooth=smooth)
+        pred = finish_fill(pred, x, valid_mask, smooth=smooth)
         levels = torch.round(pred.clamp(0, 1) * 255)  # half to even, as numpy's rint
         filled = torch.where(hole, levels, pixels)
         return filled.to(torch.uint8).permute(0, 2, 3, 1)

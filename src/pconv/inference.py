@@ -138,8 +138,9 @@ class Inpainter:
             better fills for twice the time again. Both ``False`` runs the network once.
         smooth: the smooth blend (``pconv.smooth``, beyond the paper): where the known pixels around a hole hold no
             detail, the fill is a smooth fill that is exact on flat colours and linear gradients, and near the
-            hole's edge smooth surroundings are continued into it (no outline); ``False`` keeps the network's fill
-            alone. On PyTorch (and with a ``predictor``) it needs torch.
+            hole's edge smooth surroundings are continued into it (no outline); then edges, lines and stripes of
+            the known pixels are carried straight through the hole (``pconv.structure``); ``False`` keeps the
+            network's fill alone. On PyTorch (and with a ``predictor``) it needs torch.
         fast: on the PyTorch backend, run a copy of the network with BatchNorm folded into the convolutions and
             channels-last layout (``pconv.model.fuse_for_inference``): the same output to float rounding, faster
             (benchmarks/RESULTS.md). ``self.model`` stays the unfused network. (An exported ONNX graph is fused.)
@@ -353,7 +354,8 @@ class Inpainter:
 
 
 def _smooth_blend(pred: np.ndarray, image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
-    """``pconv.smooth.blend`` on numpy arrays (through torch, on the CPU): (N, 3, H, W) float32 in and out.
+    """``pconv.structure.finish_fill`` (the smooth blend, then the structure continued) on numpy arrays, through
+    torch on the CPU: (N, 3, H, W) float32 in and out.
 
     Without torch (the light install running an ONNX network graph, not a fill graph) the prediction is kept, with
     a warning: the shipped fill graph blends inside.
@@ -364,11 +366,11 @@ def _smooth_blend(pred: np.ndarray, image: np.ndarray, valid_mask: np.ndarray) -
         log.warning("the smooth blend needs torch or a fill graph (pconv export-onnx); using the network's fill alone")
         return pred
 
-    from pconv.smooth import blend
+    from pconv.structure import finish_fill
 
     with torch.inference_mode():
         tensors = (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in (pred, image, valid_mask))
-        return blend(*tensors).numpy()
+        return finish_fill(*tensors).numpy()
 
 
 def _load_network(

@@ -42,6 +42,7 @@ __all__ = [
     "STD_HIGH",
     "STD_LOW",
     "blend",
+    "blend_spreading",
     "continue_edge",
     "detail_gate",
     "grow",
@@ -247,18 +248,43 @@ def blend(prediction: Tensor, image: Tensor, valid_mask: Tensor, *, smooth: Tens
     Returns:
         (N, C, H, W).
     """
+    none = image[:, :0]  # (N, 0, H, W): nothing more to spread
+    return blend_spreading(prediction, image, valid_mask, none, valid_mask[:, :0], smooth=smooth)[0]
+
+
+def blend_spreading(
+    prediction: Tensor,
+    image: Tensor,
+    valid_mask: Tensor,
+    values: Tensor,
+    weights: Tensor,
+    *,
+    smooth: Tensor | float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """``blend``, and ``pull_push(values, weights)`` in the same call: the same floats as separate calls, fewer graph
+    nodes (for a caller that needs more spread into the hole, as ``pconv.structure`` does).
+
+    Args:
+        prediction, image, valid_mask, smooth: as ``blend``.
+        values: (N, K, H, W), K >= 0 more channels to spread.
+        weights: (N, K, H, W), one weight per channel of ``values``.
+    Returns:
+        ``(blend(...), pull_push(values, weights))``: (N, C, H, W) and (N, K, H, W).
+    """
     known = image * valid_mask
     plane = plane_fit(known, valid_mask)  # one fit for the smooth fill and the edge continuation
-    # detail_gate's and smooth_fill's pull-push as one, on C + 1 channels each with its own weights: the same floats
-    # as two calls (every channel is averaged on its own), half the graph's nodes.
+    # detail_gate's and smooth_fill's pull-push as one, on C + 1 (+ K) channels each with its own weights: the same
+    # floats as separate calls (every channel is averaged on its own), fewer of the graph's nodes.
     local, seen = local_detail(image, valid_mask)
     c = int(image.shape[1])
-    weights = torch.cat([valid_mask.expand(-1, c, -1, -1), seen], dim=1)  # (N, C + 1, H, W)
-    spread = pull_push(torch.cat([(known - plane) * valid_mask, local * seen], dim=1), weights)
-    gate = _gate(spread[:, c:], GATE_LOW, GATE_HIGH)  # as detail_gate(image, valid_mask)
+    spread = pull_push(
+        torch.cat([(known - plane) * valid_mask, local * seen, values], dim=1),
+        torch.cat([valid_mask.expand(-1, c, -1, -1), seen, weights], dim=1),
+    )
+    gate = _gate(spread[:, c : c + 1], GATE_LOW, GATE_HIGH)  # as detail_gate(image, valid_mask)
     share = 1 - smooth * (1 - gate)  # the network's share: the gate, or 1 with smooth = 0
     blended = prediction * share + (plane + spread[:, :c]) * (1 - share)  # smooth_fill(image, valid_mask)
-    return continue_edge(blended, image, valid_mask, smooth=smooth, plane=plane)
+    return continue_edge(blended, image, valid_mask, smooth=smooth, plane=plane), spread[:, c + 1 :]
 
 
 def grow(values: Tensor, valid_mask: Tensor, steps: int, *, kernel: int = EDGE_KERNEL) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,8 @@ SHIFT_AVERAGE_HELP = "skip averaging with the image moved by one pixel (half the
 SMOOTH_HELP = (
     "the network's fill alone, without the smooth blend (pconv.smooth: where the known pixels around a hole hold "
     "no detail, a smooth fill exact on flat colours and gradients; near the hole's edge, smooth surroundings "
-    "continued into it)"
+    "continued into it) and without the structure continuation (pconv.structure: edges, lines and stripes "
+    "carried straight through the hole)"
 )
 
 
