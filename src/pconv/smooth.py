@@ -265,9 +265,12 @@ def blend_spreading(
     nodes (for a caller that needs more spread into the hole, as ``pconv.structure`` does).
 
     Args:
-        prediction, image, valid_mask, smooth: as ``blend``.
+        prediction: (N, C, H, W), as ``blend``.
+        image: (N, C, H, W) in [0, 1], as ``blend``.
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known, as ``blend``.
         values: (N, K, H, W), K >= 0 more channels to spread.
         weights: (N, K, H, W), one weight per channel of ``values``.
+        smooth: as ``blend``.
     Returns:
         ``(blend(...), pull_push(values, weights))``: (N, C, H, W) and (N, K, H, W).
     """
