@@ -22,12 +22,15 @@ from pconv import Inpainter
 from pconv.smooth import (
     EDGE_AGREE,
     STD_HIGH,
+    EDGE_MARGIN,
     _border_share,
+    _continue_edge,
     _cross,
     _neighbour_mean,
     continue_edge,
     detail_gate,
     grow,
+    hole_box,
     local_std,
     plane_fit,
     pull_push,
@@ -166,6 +169,35 @@ def test_continue_edge_leaves_detail_and_disagreement_to_the_network() -> None:
     flat = torch.full((1, 3, 48, 48), 0.4)
     far = flat + (EDGE_AGREE + 1) / 255  # the network brings something the surroundings do not hold
     assert torch.equal(continue_edge(far, flat, valid), far)
+
+
+def test_hole_box_holds_every_hole_pixel_with_its_margin() -> None:
+    valid = torch.ones(2, 1, 40, 50)
+    valid[0, :, 10:12, 30:33] = 0
+    valid[1, :, 37:, 2] = 0  # the second image's hole widens the box and reaches the bottom edge
+    rows, cols = hole_box(valid, 3)
+    assert rows.tolist() == list(range(7, 40)) and cols.tolist() == list(range(0, 36))
+    rows, cols = hole_box(torch.ones(1, 1, 9, 7), 3)  # no hole: the whole image
+    assert rows.tolist() == list(range(9)) and cols.tolist() == list(range(7))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_continue_edge_on_the_hole_box_is_the_whole_image_computation(seed: int) -> None:
+    # continue_edge works on the box around the hole; the same arithmetic on the whole image gives the same floats
+    g = torch.Generator().manual_seed(seed)
+    h, w = (int(v) for v in torch.randint(12, 90, (2,), generator=g))
+    # surroundings with a standard deviation of about 2-4 levels, between STD_LOW and STD_HIGH, where it counts
+    image = torch.rand(1, 3, h, w, generator=g) * (0.03 + 0.01 * (seed % 3)) + 0.3
+    valid = torch.ones(1, 1, h, w)
+    y, x = (int(v) for v in torch.randint(0, min(h, w) - 8, (2,), generator=g))
+    valid[..., y : y + 8, x : x + 6] = 0
+    valid[..., (y + 5) % h, :3] = 0  # a second hole at the left edge
+    prediction = image + torch.rand(1, 3, h, w, generator=g) * 0.1  # within EDGE_AGREE of the continuation
+    plane = plane_fit(image * valid, valid)
+    whole = _continue_edge(prediction, image, valid, plane, smooth=1.0)
+    assert not torch.equal(whole, prediction)  # the continuation changed the hole
+    assert torch.equal(continue_edge(prediction, image, valid, plane=plane), whole)
+    assert EDGE_MARGIN == 5  # what it reads around a hole pixel: 2 px of the ring's window, 3 of the std window
 
 
 # ---------- the shipped model, through the public API ----------

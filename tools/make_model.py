@@ -1,5 +1,9 @@
 """Reproduce the shipped default model from the photos: every stage of versions 1 to 7, in order, resumable.
 
+Versions 8 to 10 changed the fill around the network (the smooth blend, the edge continuation, the structure
+continuation: ``pconv.smooth``, ``pconv.structure``), not the weights: they need no stage of their own, and the
+weights version 7 trained are the ones that ship.
+
 Run: PYTHONPATH=src python tools/make_model.py [--runs DIR] [--data-root DIR] [--until STAGE] [--dry-run] [--tiny]
 (or ``make model ARGS="..."``). ``--dry-run`` prints the plan: each stage, its hours on the project's 2-core CPU
 and the total (about 8.2 h, the wall times in docs/model_history.md and the configs), with what is already done.

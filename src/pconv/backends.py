@@ -332,6 +332,10 @@ def _options(ort: Any, threads: int | None, *, optimize: bool = True) -> Any:
     # Idle threads sleep instead of spinning: on a CPU shared with other work (2 busy cores here) spinning
     # threads take turns from the ones computing; four passes of the shipped model at 512² ran about 25 % faster.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # No memory pattern: with the graph's dynamic sizes ONNX Runtime plans one per input shape, and the planned
+    # blocks are kept beside the arena's: without it four passes at 512² peak at 315 MiB instead of 542 and later
+    # runs of a session are about 10 % faster (the same operations, so the same bytes).
+    options.enable_mem_pattern = False
     if threads is not None:
         options.intra_op_num_threads = threads
     if not optimize:

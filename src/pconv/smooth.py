@@ -34,6 +34,7 @@ from torch import Tensor
 
 __all__ = [
     "EDGE_AGREE",
+    "EDGE_MARGIN",
     "EDGE_REACH",
     "EDGE_STEPS",
     "GATE_HIGH",
@@ -44,10 +45,13 @@ __all__ = [
     "blend",
     "blend_spreading",
     "continue_edge",
+    "crop",
     "detail_gate",
     "grow",
+    "hole_box",
     "local_detail",
     "local_std",
+    "paste",
     "plane_fit",
     "pull_push",
     "smooth_fill",
@@ -64,6 +68,7 @@ STD_WINDOW = 7  # px, the window of the known pixels' standard deviation
 STD_LOW = 2.0  # levels: known surroundings with a standard deviation at or below this are continued fully
 STD_HIGH = 5.0  # ... at or above this not at all
 EDGE_AGREE = 70.0  # levels: where the network's fill and the continuation differ by this much, the network's stays
+EDGE_MARGIN = EDGE_KERNEL // 2 + STD_WINDOW // 2  # px around the hole that the continuation reads (``hole_box``)
 # (swept: reach 4-12 rings, 8-24 rings, kernel 3/5/7, std 0.5-2 to 3-8 levels, agree 10-100 levels or none; longer
 # reach and looser agreement lower the smooth-area error and l1 but cost PSNR: docs/model_history.md, version 9)
 LEVELS = 11  # pyramid levels of pull-push: enough to reach 1 px from 2048 px
@@ -349,6 +354,17 @@ def continue_edge(
     """
     if plane is None:  # continued with the plane: constants and ramps stay exact
         plane = plane_fit(image * valid_mask, valid_mask)
+    # Only the hole's surroundings are read: the work runs on the box around the hole (the same floats, a fraction
+    # of the pixels for a brush stroke), and every pixel outside it keeps the prediction, as the weight 0 would.
+    rows, cols = hole_box(valid_mask, EDGE_MARGIN)
+    inside = [crop(t, rows, cols) for t in (prediction, image, valid_mask, plane)]
+    return paste(prediction, _continue_edge(*inside, smooth=smooth), rows, cols)
+
+
+def _continue_edge(
+    prediction: Tensor, image: Tensor, valid_mask: Tensor, plane: Tensor, *, smooth: Tensor | float
+) -> Tensor:
+    """``continue_edge`` on tensors cropped to the hole's box (its arguments; all (N, K, h, w))."""
     spread, seen = local_std(image, valid_mask)  # (N, 1, H, W) levels; 1 where a fifth of the window is known
     # The residual from the plane and the spread (from the known pixels with a trustworthy window) grown as one, on
     # C + 1 channels each with its own mask: the same floats as two calls, half the graph's nodes.
@@ -362,6 +378,39 @@ def continue_edge(
     agree = (1 - differ / EDGE_AGREE).clamp(0, 1)
     weight = smooth * reach * calm * agree
     return prediction * (1 - weight) + continued * weight
+
+
+def hole_box(valid_mask: Tensor, margin: int) -> tuple[Tensor, Tensor]:
+    """The rows and columns of the smallest box holding every hole pixel of the batch, widened by ``margin`` px on
+    each side and clipped to the image (the whole image when there is no hole).
+
+    Args:
+        valid_mask: (N, 1, H, W) in [0, 1], 1 = known; any value under 1 counts as hole.
+        margin: px added on each side.
+    Returns:
+        ``(rows, cols)``: (h,) and (w,) int64, consecutive indices (dynamic sizes in a traced graph).
+    """
+
+    def span(hole: Tensor) -> Tensor:  # (L,) > 0 where the line holds a hole pixel -> its indices, widened
+        size = hole.shape[0]
+        first = hole.argmax()  # the first hole pixel's index (0 when there is none: then the box is the image)
+        last = size - 1 - hole.flip(0).argmax()  # the last one's (size - 1 when there is none)
+        return torch.arange((first - margin).clamp(min=0), (last + margin + 1).clamp(max=size), device=hole.device)
+
+    hole = (valid_mask[:, 0] < 1).to(valid_mask.dtype)  # (N, H, W), 1 = hole (or a weight under 1)
+    return span(hole.amax(dim=(0, 2))), span(hole.amax(dim=(0, 1)))
+
+
+def crop(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """(N, C, h, w): the box ``rows`` x ``cols`` (``hole_box``) of ``x`` (N, C, H, W)."""
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def paste(x: Tensor, box: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """(N, C, H, W): ``x`` with the box ``rows`` x ``cols`` replaced by ``box`` (N, C, h, w)."""
+    band = x.index_select(-2, rows)  # (N, C, h, W): the box's rows, its columns replaced, then put back
+    band = band.scatter(-1, cols.expand_as(box), box)
+    return x.scatter(-2, rows[:, None].expand_as(band), band)
 
 
 def local_std(image: Tensor, valid_mask: Tensor, *, window: int = STD_WINDOW) -> tuple[Tensor, Tensor]:
