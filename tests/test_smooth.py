@@ -21,8 +21,8 @@ from PIL import Image
 from pconv import Inpainter
 from pconv.smooth import (
     EDGE_AGREE,
-    STD_HIGH,
     EDGE_MARGIN,
+    STD_HIGH,
     _border_share,
     _continue_edge,
     _cross,
