@@ -63,9 +63,6 @@ async function open(manifest, provider, webgpuError = null, downloadedBefore = 0
   const session = await ort.InferenceSession.create(modelBytes, {
     executionProviders: provider === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
     graphOptimizationLevel: GRAPH_OPTIMIZATION,
-    // No memory pattern, as in Python: the first fill at 512² took 2.0 s with it and 1.56 s without (the later ones
-    // 0.77 and 0.75 s; benchmarks/bench_browser.py), and the same bytes.
-    enableMemPattern: false,
     logSeverityLevel: 3, // errors only, as in Python: no console warnings about the graph's optional inputs
     // Idle threads sleep instead of spinning, as in Python: on a busy CPU spinning threads slow the working ones.
     extra: { session: { intra_op: { allow_spinning: "0" } } },
