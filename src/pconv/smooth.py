@@ -21,6 +21,8 @@ final fill is::
 - After the gate, ``continue_edge`` draws the fill's first pixels inside the hole toward a local
   continuation of the known pixels where those are smooth (standard deviation under a few levels): photos of sky,
   walls and water are rarely smooth enough for the gate, and there the network's first pixels showed as an outline.
+  It reads only the pixels within ``EDGE_MARGIN`` px of the hole, so it runs on the hole's bounding box
+  (``hole_box``, ``crop``, ``paste``): the same floats, a fraction of the work for a brush stroke.
 
 Every function works on torch tensors of any size and traces into ONNX (``pconv.fill_graph``) with dynamic sizes.
 Images are (N, C, H, W) in [0, 1]; ``valid_mask`` is (N, 1, H, W) in {0, 1}, 1 = known pixel.
