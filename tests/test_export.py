@@ -145,6 +145,38 @@ def test_fill_graph_is_saved_preoptimised_with_standard_operators_and_the_same_f
         assert np.array_equal(got, OnnxPredictor(plain_path).fill(pixels, hole, **settings))
 
 
+def test_the_fills_two_parts_in_turn_give_the_whole_graphs_bytes(
+    tmp_path: Path, model: PConvUNet, onnx_path: Path
+) -> None:
+    """The page runs the fill as two graphs (``PART_GRAPHS``): passes, then finish, with the whole graph's output."""
+    import onnxruntime as ort
+
+    from pconv.export import PART_GRAPHS
+
+    whole = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    parts = [
+        ort.InferenceSession(
+            str(export_onnx(model, tmp_path / f"{p}.onnx", graph=p)), providers=["CPUExecutionProvider"]
+        )
+        for p in PART_GRAPHS
+    ]
+    assert [i.name for i in parts[1].get_inputs()][:3] == ["prediction", "image", "hole_mask"]
+    rng = np.random.default_rng(5)
+    for (h, w), (flip, shift, smooth) in zip(
+        [(16, 16), (21, 37), (50, 9), (33, 40)], [(1, 1, 1), (0, 1, 1), (1, 0, 0), (0, 0, 1)]
+    ):
+        image = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        hole = ((rng.random((2, h, w)) > 0.6) * 255).astype(np.uint8)
+        scalars = {k: np.array(v, np.float32) for k, v in zip(("flip", "shift", "smooth"), (flip, shift, smooth))}
+        want = whole.run(["filled"], {"image": image, "hole_mask": hole, **scalars})[0]
+        (prediction,) = parts[0].run(
+            None, {"image": image, "hole_mask": hole, "flip": scalars["flip"], "shift": scalars["shift"]}
+        )
+        assert prediction.shape == (2, 3, h, w) and prediction.dtype == np.float32
+        feed = {"prediction": prediction, "image": image, "hole_mask": hole, "smooth": scalars["smooth"]}
+        assert np.array_equal(parts[1].run(["filled"], feed)[0], want)
+
+
 def test_export_unknown_graph(tmp_path: Path, model: PConvUNet) -> None:
     with pytest.raises(ValueError, match="graph must be one of"):
         export_onnx(model, tmp_path / "x.onnx", graph="whole")

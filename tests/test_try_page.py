@@ -158,7 +158,7 @@ def _site_with_a_broken_webgpu_build(site: Path, root: Path) -> Path:
     static = root / "try" / "static"
     wasm = next(name for name in web_engine.WEBGPU_FILES if name.endswith(".wasm"))
     (static / wasm).write_bytes(b"not WebAssembly")
-    files = {name: static / name for name in build_try.ORT_FILES + (build_try.MODEL.name,)}
+    files = {name: static / name for name in build_try.ORT_FILES + build_try.MODELS}
     (static / web_engine.MANIFEST).write_text(json.dumps(web_engine.manifest(files)))
     return root
 
@@ -187,7 +187,7 @@ def test_webgpu_engine_fills_as_python(browser: object, site: Path, tmp_path: Pa
     assert json.loads((static / web_engine.MANIFEST).read_text())["graph_runs_on_webgpu"]
     rgb = np.asarray(Image.open(site / "fixtures" / "small.png"))
     hole = np.asarray(Image.open(site / "fixtures" / "small_mask.png"))
-    session = ort.InferenceSession(str(static / build_try.MODEL.name), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(build_try.MODEL), providers=["CPUExecutionProvider"])  # the shipped graph
     want = session.run(["filled"], {"image": rgb[None], "hole_mask": hole[None]})[0][0].astype(int)
     info, got = fill_asking_for_webgpu(browser, site, timeout_ms=900_000)
     assert info["provider"] == "webgpu" and info["webgpuError"] is None
@@ -211,9 +211,8 @@ def test_second_visit_downloads_neither_model_nor_webassembly(browser: object, s
                 page.close()
                 got = sent.requests[start:]
                 if number == 1:
-                    assert {"/try/static/pconv_default.onnx", "/try/static/ort-wasm-simd-threaded.wasm"} <= {
-                        path for path, _, _ in got
-                    }
+                    graphs = {f"/try/static/{name}" for name in build_try.MODELS}
+                    assert graphs | {"/try/static/ort-wasm-simd-threaded.wasm"} <= {path for path, _, _ in got}
                     assert info["downloaded"] > 20 * 2**20
                     assert any(re.fullmatch(r"Model \d+\.\d / 2\d\.\d MiB", text) for text in shown), shown
                     assert hidden  # the bar goes once the download is done

@@ -66,7 +66,7 @@ def test_runtime_files_need_the_webassembly_build(dist: Path) -> None:
 
 def test_manifest_lists_sizes_hashes_and_where_the_graph_runs(files: dict[str, Path]) -> None:
     listing = web_engine.manifest(files)
-    assert listing["model"] == "fill.onnx"
+    assert listing["models"] == ["fill.onnx"]
     assert listing["engines"] == {"wasm": list(web_engine.WASM_FILES), "webgpu": list(web_engine.WEBGPU_FILES)}
     for name, path in files.items():
         data = path.read_bytes()
@@ -74,6 +74,23 @@ def test_manifest_lists_sizes_hashes_and_where_the_graph_runs(files: dict[str, P
     assert listing["graph_runs_on_webgpu"]
     with pytest.raises(ValueError, match="one .onnx graph"):
         web_engine.manifest({name: path for name, path in files.items() if name != "fill.onnx"})
+
+
+def test_manifest_lists_the_fills_two_parts_in_the_order_they_run(files: dict[str, Path], tmp_path: Path) -> None:
+    runtime = {name: path for name, path in files.items() if not name.endswith(".onnx")}
+    parts = {}
+    for name in ("pconv_default.finish.onnx", "pconv_default.passes.onnx"):
+        parts[name] = tmp_path / name
+        parts[name].write_bytes(name.encode())
+    listing = web_engine.manifest({**runtime, **parts})
+    assert listing["models"] == ["pconv_default.passes.onnx", "pconv_default.finish.onnx"]
+    assert set(listing["files"]) == set(runtime) | set(parts)
+    for wrong in (
+        {**runtime, **parts, **{"fill.onnx": files["fill.onnx"]}},
+        {**runtime, "a.onnx": parts["pconv_default.passes.onnx"], "b.onnx": parts["pconv_default.finish.onnx"]},
+    ):
+        with pytest.raises(ValueError, match="one .onnx graph"):
+            web_engine.manifest(wrong)
 
 
 def test_the_shipped_graph_runs_on_webgpu_and_a_float64_one_is_told_apart(tmp_path: Path) -> None:

@@ -1,14 +1,16 @@
 """Build the docs' **Try it** page: pconv's web editor with the model running in the browser, into ``SITE/try/``.
 
 The page is the package's editor (``src/pconv/web``) in its browser engine (``<body data-engine="browser">``): the
-fill graph ``pconv_default.onnx`` runs in ONNX Runtime Web (WebGPU where the browser has a GPU, else WebAssembly)
-in a Web Worker. Everything it loads is copied next to it, so any static file server can serve it and it makes no
-request outside its own origin:
+fill graph runs in ONNX Runtime Web (WebGPU where the browser has a GPU, else WebAssembly) in a Web Worker, as
+two sessions one after the other: the shipped fill graph's two parts (``pconv.export.PART_GRAPHS``: the network's
+passes, then the rest), exported here from the shipped weights, which ONNX Runtime Web sets up in about half the
+time of the one graph (docs/browser.md); their output is the shipped graph's, byte for byte. Everything it loads
+is copied next to it, so any static file server can serve it and it makes no request outside its own origin:
 
     SITE/try/index.html
     SITE/try/sw.js                                                   the service worker: cross-origin isolation
     SITE/try/static/{app.js, fill.js, worker.js, style.css}          the editor (src/pconv/web)
-    SITE/try/static/pconv_default.onnx                               the shipped fill graph
+    SITE/try/static/pconv_default.{passes,finish}.onnx                the fill graph in two parts
     SITE/try/static/ort.*.bundle.min.mjs, ort-wasm-simd-threaded*.wasm   ONNX Runtime Web (pconv.web_engine)
     SITE/try/static/engine.json                                      their sizes and SHA-256 (pconv.web_engine)
 
@@ -41,7 +43,9 @@ ORT_DIST = NPM_DIR / "node_modules" / "onnxruntime-web" / "dist"
 ORT_FILES = web_engine.WASM_FILES + web_engine.WEBGPU_FILES
 EDITOR_FILES = ("app.js", "fill.js", "worker.js", "style.css")
 SERVICE_WORKER = "sw.js"  # at the page's level: its scope is the page's folder
-MODEL = REPO / "src" / "pconv" / "weights" / "pconv_default.onnx"
+MODEL = REPO / "src" / "pconv" / "weights" / "pconv_default.onnx"  # the shipped fill graph, whole
+WEIGHTS = MODEL.with_suffix(".safetensors")  # what the page's two parts are exported from
+MODELS = tuple(f"{MODEL.stem}.{part}.onnx" for part in ("passes", "finish"))  # the page's graphs, in the order they run
 
 
 def pinned_ort_version() -> str:
@@ -80,8 +84,8 @@ def page_html() -> str:
 def build(site: Path) -> Path:
     """Write the Try it page into ``site/try`` (replacing an earlier build); returns that folder."""
     dist = ensure_ort()
-    if not MODEL.is_file():
-        raise SystemExit(f"build_try: {MODEL} is missing; make it with `make onnx`")
+    if not WEIGHTS.is_file():
+        raise SystemExit(f"build_try: {WEIGHTS} is missing")
     out = site / "try"
     if out.exists():
         shutil.rmtree(out)
@@ -91,12 +95,23 @@ def build(site: Path) -> Path:
     shutil.copy2(WEB_SRC / SERVICE_WORKER, out / SERVICE_WORKER)
     for name in EDITOR_FILES:
         shutil.copy2(WEB_SRC / name, static / name)
-    engine = {**web_engine.runtime_files(dist), MODEL.name: MODEL}
+    engine = web_engine.runtime_files(dist)
     for name, path in engine.items():
         shutil.copy2(path, static / name)
-    manifest = web_engine.manifest({name: static / name for name in engine})
+    export_parts(static)
+    manifest = web_engine.manifest({name: static / name for name in (*engine, *MODELS)})
     (static / web_engine.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return out
+
+
+def export_parts(folder: Path) -> None:
+    """Write ``MODELS``, the shipped fill graph's two parts, into ``folder``, exported from ``WEIGHTS`` (PyTorch)."""
+    from pconv.export import PART_GRAPHS, export_onnx
+    from pconv.inference import Inpainter
+
+    model = Inpainter(WEIGHTS, backend="torch", device="cpu").model
+    for part, name in zip(PART_GRAPHS, MODELS, strict=True):
+        export_onnx(model, folder / name, graph=part, weights_file=WEIGHTS)
 
 
 def main() -> None:

@@ -61,6 +61,8 @@ __all__ = ["DEFAULT_OPSET", "GRAPHS", "OnnxPredictor", "check_onnx", "export_onn
 
 DEFAULT_OPSET = 17
 GRAPHS = ("fill", "network")  # what export_onnx writes: the whole fill (uint8 in and out) or the network alone
+# ... or one part of the fill (pconv.fill_graph.PARTS: the passes, then the rest), for the browser page's two sessions
+PART_GRAPHS = ("passes", "finish")
 INPUT_NAMES = ONNX_INPUTS
 OUTPUT_NAMES = ("output", "output_mask")
 CONFIG_KEY = "pconv_model_config"
@@ -98,7 +100,9 @@ def export_onnx(
     Args:
         model: the network; exported in eval mode (BatchNorm uses its running statistics); it is not modified.
         graph: ``"fill"``, the whole fill (uint8 image and hole mask in, filled uint8 image out; module docstring),
-            or ``"network"``, the network alone (float image and valid mask in, raw prediction out).
+            or ``"network"``, the network alone (float image and valid mask in, raw prediction out), or one of
+            ``PART_GRAPHS``: the fill's ``passes`` (uint8 image and hole mask in, the averaged prediction out) or its
+            ``finish`` (that prediction, the image and the mask in, the filled image out).
         opset: ONNX opset version.
         overwrite: replace an existing file; otherwise FileExistsError.
         weights_file: the safetensors file ``model`` was loaded from; its SHA-256 goes into the metadata.
@@ -112,8 +116,8 @@ def export_onnx(
 
     from pconv.model import fuse_for_inference
 
-    if graph not in GRAPHS:
-        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+    if graph not in GRAPHS + PART_GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS + PART_GRAPHS}, got {graph!r}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
@@ -136,8 +140,9 @@ def export_onnx(
                 dynamic_axes=dynamic,
             )
         proto = onnx.load(str(tmp))
-        if graph == "fill":
-            _default_scalars(proto, {"flip": 1.0, "shift": 1.0, "smooth": 1.0})
+        if graph != "network":
+            scalars = {"flip": 1.0, "shift": 1.0, "smooth": 1.0}
+            _default_scalars(proto, {name: scalars[name] for name in names[0] if name in scalars})
         if optimize:
             onnx.save(proto, str(tmp))
             proto = _optimized_offline(tmp)
@@ -191,15 +196,22 @@ def _traced_form(fused: PConvUNet, graph: str) -> tuple[Any, tuple, tuple, dict]
         example = (torch.rand(1, fused.config.in_channels, h, w), torch.ones(1, 1, h, w))
         dims = {0: "batch", 2: "height", 3: "width"}
         return fused, example, (INPUT_NAMES, OUTPUT_NAMES), {n: dims for n in (*INPUT_NAMES, *OUTPUT_NAMES)}
-    from pconv.fill_graph import FILL_INPUTS, FILL_OUTPUTS, FillGraph
+    from pconv.fill_graph import FILL_INPUTS, FILL_OUTPUTS, PARTS, FillGraph, FillPart
 
     gen = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (1, h, w, 3), generator=gen, dtype=torch.uint8)
     hole_mask = (torch.rand(1, h, w, generator=gen) > 0.7).to(torch.uint8) * 255
-    example = (image, hole_mask, torch.tensor(1.0), torch.tensor(1.0), torch.tensor(1.0))
+    one = torch.tensor(1.0)
+    fill = FillGraph(fused).eval()
     dims = {0: "batch", 1: "height", 2: "width"}
-    dynamic = {"image": dims, "hole_mask": dims, "filled": dims}
-    return FillGraph(fused).eval(), example, (FILL_INPUTS, FILL_OUTPUTS), dynamic
+    dynamic = {"image": dims, "hole_mask": dims, "filled": dims, "prediction": {0: "batch", 2: "height", 3: "width"}}
+    if graph == "fill":
+        return fill, (image, hole_mask, one, one, one), (FILL_INPUTS, FILL_OUTPUTS), dynamic
+    with torch.no_grad():
+        prediction = fill.passes(image, hole_mask, one, one)
+    example = {"passes": (image, hole_mask, one, one), "finish": (prediction, image, hole_mask, one)}[graph]
+    names = PARTS[graph]
+    return FillPart(fill, graph).eval(), example, names, {k: v for k, v in dynamic.items() if k in sum(names, ())}
 
 
 def _default_scalars(proto: Any, defaults: dict[str, float]) -> None:

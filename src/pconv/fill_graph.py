@@ -37,10 +37,15 @@ from torch import Tensor, nn
 from pconv.model import PConvUNet
 from pconv.structure import finish_fill
 
-__all__ = ["FILL_INPUTS", "FILL_OUTPUTS", "FillGraph"]
+__all__ = ["FILL_INPUTS", "FILL_OUTPUTS", "PARTS", "FillGraph", "FillPart"]
 
 FILL_INPUTS = ("image", "hole_mask", "flip", "shift", "smooth")
 FILL_OUTPUTS = ("filled",)
+# The fill in two graphs (``FillPart``): part -> (input names, output names); ``finish(passes(...))`` is the fill.
+PARTS = {
+    "passes": (("image", "hole_mask", "flip", "shift"), ("prediction",)),
+    "finish": (("prediction", "image", "hole_mask", "smooth"), FILL_OUTPUTS),
+}
 _HOLE_ABOVE = 127.0  # pconv.masks.HOLE_THRESHOLD: grey above it is hole
 
 
@@ -56,7 +61,7 @@ class FillGraph(nn.Module):
         self.network = network
 
     def forward(self, image: Tensor, hole_mask: Tensor, flip: Tensor, shift: Tensor, smooth: Tensor) -> Tensor:
-        """Fill the hole pixels of ``image``.
+        """Fill the hole pixels of ``image``: ``finish(passes(...))``.
 
         Args:
             image: (N, H, W, 3) uint8 RGB.
@@ -68,11 +73,13 @@ class FillGraph(nn.Module):
         Returns:
             (N, H, W, 3) uint8: the network's fill in the hole, the input's bytes elsewhere.
         """
+        return self.finish(self.passes(image, hole_mask, flip, shift), image, hole_mask, smooth)
+
+    def passes(self, image: Tensor, hole_mask: Tensor, flip: Tensor, shift: Tensor) -> Tensor:
+        """The network's passes and their flip and shift average: (N, 3, H, W) float, the averaged prediction
+        (arguments as ``forward``)."""
         n, h, w = hole_mask.shape
-        pixels = image.permute(0, 3, 1, 2).float().contiguous()  # (N, 3, H, W) in 0..255
-        hole = (hole_mask.float() > _HOLE_ABOVE).unsqueeze(1)  # (N, 1, H, W) bool, True = hole
-        x = pixels / 255
-        valid_mask = (~hole).float()  # the one polarity flip on this path: 1 = known
+        x, valid_mask = _scaled(image), _valid(hole_mask)
         # The four variants: as is, mirrored, moved, moved and mirrored, in two network calls: (as is + mirrored) and
         # (moved + moved mirrored). A variant that is off joins its call as an empty batch, so it costs nothing; two
         # calls keep peak memory at two passes' and the graph small (each call is a copy of the network's nodes).
@@ -100,11 +107,48 @@ class FillGraph(nn.Module):
         # shift_averaged: the last row and column take the unmoved prediction alone.
         inner = F.pad(torch.ones_like(x[:1, :1, 1:, 1:]), (0, 1, 0, 1))  # (1, 1, H, W), 0 on the last row/column
         half_shift = 0.5 * shift * inner
-        pred = plain * (1 - half_shift) + shifted * half_shift
-        pred = finish_fill(pred, x, valid_mask, smooth=smooth)
+        return plain * (1 - half_shift) + shifted * half_shift
+
+    def finish(self, prediction: Tensor, image: Tensor, hole_mask: Tensor, smooth: Tensor) -> Tensor:
+        """Everything after the passes: the smooth blend, the structure continuation, rounding and the known pixels
+        put back. ``prediction`` (N, 3, H, W) float from ``passes``; the rest as ``forward``. Returns (N, H, W, 3)
+        uint8."""
+        pixels = image.permute(0, 3, 1, 2).float().contiguous()  # (N, 3, H, W) in 0..255
+        hole = (hole_mask.float() > _HOLE_ABOVE).unsqueeze(1)  # (N, 1, H, W) bool, True = hole
+        pred = finish_fill(prediction, _scaled(image), _valid(hole_mask), smooth=smooth)
         levels = torch.round(pred.clamp(0, 1) * 255)  # half to even, as numpy's rint
         filled = torch.where(hole, levels, pixels)
         return filled.to(torch.uint8).permute(0, 2, 3, 1)
+
+
+class FillPart(nn.Module):
+    """One of ``FillGraph``'s two parts as a module of its own, to export as a graph of its own (``PARTS``): the
+    page runs the fill as two ONNX Runtime Web sessions, which set up in about half the time of one (docs/browser.md).
+
+    Args:
+        fill: the whole fill.
+        part: ``"passes"`` or ``"finish"``.
+    """
+
+    def __init__(self, fill: FillGraph, part: str) -> None:
+        super().__init__()
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {tuple(PARTS)}, got {part!r}")
+        self.fill, self.part = fill, part
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """The part's inputs (``PARTS[part][0]``, in that order) -> its one output."""
+        return getattr(self.fill, self.part)(*inputs)
+
+
+def _scaled(image: Tensor) -> Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
+    return image.permute(0, 3, 1, 2).float().contiguous() / 255
+
+
+def _valid(hole_mask: Tensor) -> Tensor:
+    """(N, H, W) uint8, > 127 = hole -> (N, 1, H, W) float, 1 = known: the one polarity flip on this path."""
+    return (~(hole_mask.float() > _HOLE_ABOVE).unsqueeze(1)).float()
 
 
 def _moved_down_right(x: Tensor) -> Tensor:

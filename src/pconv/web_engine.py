@@ -2,7 +2,8 @@
 
 The editor's worker (``pconv/web/worker.js``) fills with the ONNX fill graph in ONNX Runtime Web, loading
 everything from its own folder: ``engine.json`` (``manifest``), one ONNX Runtime Web build (a JavaScript bundle and
-its WebAssembly: ``WASM_FILES``, or ``WEBGPU_FILES`` where the browser has a GPU) and the graph. The manifest gives
+its WebAssembly: ``WASM_FILES``, or ``WEBGPU_FILES`` where the browser has a GPU) and the graph (one file, or the
+fill's two parts, run one after the other). The manifest gives
 each file's size (the progress bar's total) and SHA-256 (the key under which the browser keeps it in Cache
 Storage, so a later visit downloads nothing until the file changes).
 
@@ -70,22 +71,28 @@ def graph_runs_on_webgpu(graph: Path) -> bool:
 
 
 def manifest(files: Mapping[str, Path]) -> dict:
-    """``engine.json`` for the worker: the graph's name, the builds present, whether the WebGPU build can run the
-    graph (``graph_runs_on_webgpu``: the worker tries WebGPU by itself only then), and each file's bytes and SHA-256.
+    """``engine.json`` for the worker: the graphs' names in the order they run, the builds present, whether the
+    WebGPU build can run the graphs (``graph_runs_on_webgpu``: the worker tries WebGPU by itself only then), and each
+    file's bytes and SHA-256.
 
     Args:
-        files: name -> path of what the worker may load: ONNX Runtime Web's files (``runtime_files``) and one
-            ``.onnx`` fill graph (``pconv export-onnx``).
+        files: name -> path of what the worker may load: ONNX Runtime Web's files (``runtime_files``) and either one
+            ``.onnx`` fill graph (``pconv export-onnx``) or the fill's two parts, ``*.passes.onnx`` and
+            ``*.finish.onnx`` (``pconv.export.PART_GRAPHS``: two sessions set up faster than one, docs/browser.md).
     Raises:
-        ValueError: not exactly one ``.onnx`` file, or no WebAssembly build among ``files``.
+        ValueError: neither one ``.onnx`` file nor the two parts, or no WebAssembly build among ``files``.
     """
-    models = [name for name in files if name.endswith(".onnx")]
-    if len(models) != 1 or not all(name in files for name in WASM_FILES):
-        raise ValueError(f"need one .onnx graph and {', '.join(WASM_FILES)}; got {', '.join(sorted(files))}")
+    graphs = sorted((name for name in files if name.endswith(".onnx")), key=lambda name: name.endswith(".finish.onnx"))
+    parts = len(graphs) == 2 and graphs[0].endswith(".passes.onnx") and graphs[1].endswith(".finish.onnx")
+    if not (len(graphs) == 1 or parts) or not all(name in files for name in WASM_FILES):
+        raise ValueError(
+            f"need one .onnx graph (or a .passes.onnx and a .finish.onnx) and {', '.join(WASM_FILES)}; "
+            f"got {', '.join(sorted(files))}"
+        )
     return {
-        "model": models[0],
+        "models": graphs,
         "engines": {kind: list(names) for kind, names in ENGINES.items() if all(name in files for name in names)},
-        "graph_runs_on_webgpu": graph_runs_on_webgpu(files[models[0]]),
+        "graph_runs_on_webgpu": all(graph_runs_on_webgpu(files[name]) for name in graphs),
         "files": {name: {"bytes": path.stat().st_size, "sha256": _sha256(path)} for name, path in files.items()},
     }
 

@@ -25,7 +25,7 @@ const MAX_THREADS = 4; // more threads than this gain little on this graph and e
 const CACHE_NAME = "pconv-engine";
 const here = new URL("./", import.meta.url);
 
-let engine = null; // Promise of {ort, session, manifest, info}
+let engine = null; // Promise of {ort, sessions, manifest, info}
 
 function load(prefer = "auto") {
   engine ??= start(prefer);
@@ -49,30 +49,35 @@ function fallBack(failed, err) {
   return engine;
 }
 
-// One ONNX Runtime Web build with the graph loaded: {ort, session, manifest, info}.
+// One ONNX Runtime Web build with the graphs loaded: {ort, sessions, manifest, info}.
 async function open(manifest, provider, webgpuError = null, downloadedBefore = 0) {
   const t0 = performance.now();
   const [bundle, wasm] = manifest.engines[provider];
-  const [wasmBytes, modelBytes, downloaded] = await fetchAll(manifest, [wasm, manifest.model]);
+  const [wasmBytes, ...rest] = await fetchAll(manifest, [wasm, ...manifest.models]);
+  const downloaded = rest.pop();
   const t1 = performance.now();
   const ort = await import(new URL(bundle, here).href);
   const threads = self.crossOriginIsolated ? Math.min(MAX_THREADS, navigator.hardwareConcurrency || 1) : 1;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.wasmBinary = wasmBytes;
   ort.env.logLevel = "error";
-  const session = await ort.InferenceSession.create(modelBytes, {
+  const options = {
     executionProviders: provider === "webgpu" ? ["webgpu", "wasm"] : ["wasm"],
     graphOptimizationLevel: GRAPH_OPTIMIZATION,
     logSeverityLevel: 3, // errors only, as in Python: no console warnings about the graph's optional inputs
     // Idle threads sleep instead of spinning, as in Python: on a busy CPU spinning threads slow the working ones.
     extra: { session: { intra_op: { allow_spinning: "0" } } },
-  });
+  };
+  // One session per graph, run in turn (engine.json's "models": the fill whole, or its two parts, which set up in
+  // about half the time of one graph).
+  const sessions = [];
+  for (const bytes of rest) sessions.push(await ort.InferenceSession.create(bytes, options));
   const info = {
     provider, threads, isolated: self.crossOriginIsolated, downloaded: downloadedBefore + downloaded,
     seconds: { download: (t1 - t0) / 1000, session: (performance.now() - t1) / 1000 },
     webgpuError: webgpuError && String(webgpuError.message || webgpuError),
   };
-  return { ort, session, manifest, info };
+  return { ort, sessions, manifest, info };
 }
 
 // "webgpu" where the browser has a GPU adapter and the graph runs there (engine.json), else "wasm". Asked for
@@ -144,13 +149,18 @@ async function store(cache, key, data) {
   }
 }
 
-async function runGraph(session, ort, rgb, hole, height, width) {
-  const feeds = {
+// The sessions in turn: each takes the inputs it names from the photo, the hole and what the ones before it gave.
+async function runGraph(sessions, ort, rgb, hole, height, width) {
+  const values = {
     image: new ort.Tensor("uint8", rgb, [1, height, width, 3]),
     hole_mask: new ort.Tensor("uint8", hole, [1, height, width]),
   };
-  const result = await session.run(feeds);
-  return result.filled.data; // (1, H, W, 3) uint8
+  for (const session of sessions) {
+    const feeds = {};
+    for (const name of session.inputNames) if (name in values) feeds[name] = values[name];
+    Object.assign(values, await session.run(feeds));
+  }
+  return values.filled.data; // (1, H, W, 3) uint8
 }
 
 async function fill({ id, rgba, hole, width, height, dilate }) {
@@ -159,8 +169,8 @@ async function fill({ id, rgba, hole, width, height, dilate }) {
     const text = total > 1 ? `Inpainting region ${Math.min(done + 1, total)} of ${total}…` : "Inpainting…";
     if (done < total) self.postMessage({ id, kind: "progress", text, done, total });
   };
-  const fillWith = ({ ort, session }) => {
-    const run = (rgb, mask, h, w) => runGraph(session, ort, rgb, mask, h, w);
+  const fillWith = ({ ort, sessions }) => {
+    const run = (rgb, mask, h, w) => runGraph(sessions, ort, rgb, mask, h, w);
     return fillImage(run, new Uint8ClampedArray(rgba), new Uint8Array(hole), height, width, { dilate, onProgress });
   };
   try {
