@@ -26,6 +26,11 @@ Inputs and outputs (names as in the ONNX graph):
 - ``hole_mask``: (N, H, W) uint8, > 127 = hole (white = hole, as everywhere in pconv);
 - ``flip``, ``shift``, ``smooth``: () float32, 1 = on, 0 = off (the ONNX file gives each the default 1);
 - ``filled``: (N, H, W, 3) uint8 RGB.
+
+The same fill also exports as two graphs run in turn (``FillPart``, ``PARTS``): ``passes`` (the network's passes
+and their average: ``prediction``, (N, 3, H, W) float32) and ``finish`` (the rest). Their output is the whole
+graph's, byte for byte; the docs' Try it page runs them, since ONNX Runtime Web sets up two smaller sessions in
+well under the time of one (docs/browser.md).
 """
 
 from __future__ import annotations
