@@ -152,7 +152,9 @@ def test_the_fills_two_parts_in_turn_give_the_whole_graphs_bytes(
     import onnxruntime as ort
 
     from pconv.export import PART_GRAPHS
+    from pconv.fill_graph import PARTS
 
+    assert tuple(PARTS) == PART_GRAPHS  # the parts export_onnx names are the fill graph's, in its order
     whole = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     parts = [
         ort.InferenceSession(

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))  # this checkout's pconv
 from pconv import web_engine  # noqa: E402
+from pconv.export import PART_GRAPHS  # noqa: E402
 
 WEB_SRC = REPO / "src" / "pconv" / "web"
 NPM_DIR = REPO / "web"
@@ -45,7 +46,7 @@ EDITOR_FILES = ("app.js", "fill.js", "worker.js", "style.css")
 SERVICE_WORKER = "sw.js"  # at the page's level: its scope is the page's folder
 MODEL = REPO / "src" / "pconv" / "weights" / "pconv_default.onnx"  # the shipped fill graph, whole
 WEIGHTS = MODEL.with_suffix(".safetensors")  # what the page's two parts are exported from
-MODELS = tuple(f"{MODEL.stem}.{part}.onnx" for part in ("passes", "finish"))  # the page's graphs, in the order they run
+MODELS = tuple(f"{MODEL.stem}.{part}.onnx" for part in PART_GRAPHS)  # the page's graphs, in the order they run
 
 
 def pinned_ort_version() -> str:
@@ -106,7 +107,7 @@ def build(site: Path) -> Path:
 
 def export_parts(folder: Path) -> None:
     """Write ``MODELS``, the shipped fill graph's two parts, into ``folder``, exported from ``WEIGHTS`` (PyTorch)."""
-    from pconv.export import PART_GRAPHS, export_onnx
+    from pconv.export import export_onnx
     from pconv.inference import Inpainter
 
     model = Inpainter(WEIGHTS, backend="torch", device="cpu").model

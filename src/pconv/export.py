@@ -61,7 +61,8 @@ __all__ = ["DEFAULT_OPSET", "GRAPHS", "OnnxPredictor", "check_onnx", "export_onn
 
 DEFAULT_OPSET = 17
 GRAPHS = ("fill", "network")  # what export_onnx writes: the whole fill (uint8 in and out) or the network alone
-# ... or one part of the fill (pconv.fill_graph.PARTS: the passes, then the rest), for the browser page's two sessions
+# ... or one part of the fill (pconv.fill_graph.PARTS, in the order they run), for the browser page's sessions; the
+# page's files are named ``<stem>.<part>.onnx`` (pconv.web_engine.manifest, tools/build_try.py)
 PART_GRAPHS = ("passes", "finish")
 INPUT_NAMES = ONNX_INPUTS
 OUTPUT_NAMES = ("output", "output_mask")
@@ -211,7 +212,12 @@ def _traced_form(fused: PConvUNet, graph: str) -> tuple[Any, tuple, tuple, dict]
         prediction = fill.passes(image, hole_mask, one, one)
     example = {"passes": (image, hole_mask, one, one), "finish": (prediction, image, hole_mask, one)}[graph]
     names = PARTS[graph]
-    return FillPart(fill, graph).eval(), example, names, {k: v for k, v in dynamic.items() if k in sum(names, ())}
+    return (
+        FillPart(fill, graph).eval(),
+        example,
+        names,
+        {k: v for k, v in dynamic.items() if k in {*names[0], *names[1]}},
+    )
 
 
 def _default_scalars(proto: Any, defaults: dict[str, float]) -> None:

@@ -84,7 +84,8 @@ class FillGraph(nn.Module):
         """The network's passes and their flip and shift average: (N, 3, H, W) float, the averaged prediction
         (arguments as ``forward``)."""
         n, h, w = hole_mask.shape
-        x, valid_mask = _scaled(image), _valid(hole_mask)
+        pixels, hole = _planes(image, hole_mask)
+        x, valid_mask = pixels / 255, (~hole).float()  # the one polarity flip on this path: 1 = known
         # The four variants: as is, mirrored, moved, moved and mirrored, in two network calls: (as is + mirrored) and
         # (moved + moved mirrored). A variant that is off joins its call as an empty batch, so it costs nothing; two
         # calls keep peak memory at two passes' and the graph small (each call is a copy of the network's nodes).
@@ -118,9 +119,8 @@ class FillGraph(nn.Module):
         """Everything after the passes: the smooth blend, the structure continuation, rounding and the known pixels
         put back. ``prediction`` (N, 3, H, W) float from ``passes``; the rest as ``forward``. Returns (N, H, W, 3)
         uint8."""
-        pixels = image.permute(0, 3, 1, 2).float().contiguous()  # (N, 3, H, W) in 0..255
-        hole = (hole_mask.float() > _HOLE_ABOVE).unsqueeze(1)  # (N, 1, H, W) bool, True = hole
-        pred = finish_fill(prediction, _scaled(image), _valid(hole_mask), smooth=smooth)
+        pixels, hole = _planes(image, hole_mask)
+        pred = finish_fill(prediction, pixels / 255, (~hole).float(), smooth=smooth)
         levels = torch.round(pred.clamp(0, 1) * 255)  # half to even, as numpy's rint
         filled = torch.where(hole, levels, pixels)
         return filled.to(torch.uint8).permute(0, 2, 3, 1)
@@ -146,14 +146,11 @@ class FillPart(nn.Module):
         return getattr(self.fill, self.part)(*inputs)
 
 
-def _scaled(image: Tensor) -> Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
-    return image.permute(0, 3, 1, 2).float().contiguous() / 255
-
-
-def _valid(hole_mask: Tensor) -> Tensor:
-    """(N, H, W) uint8, > 127 = hole -> (N, 1, H, W) float, 1 = known: the one polarity flip on this path."""
-    return (~(hole_mask.float() > _HOLE_ABOVE).unsqueeze(1)).float()
+def _planes(image: Tensor, hole_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, H, W, 3) uint8 and (N, H, W) uint8 -> pixels (N, 3, H, W) float in 0..255 and hole (N, 1, H, W) bool,
+    True = hole (grey above ``_HOLE_ABOVE``)."""
+    pixels = image.permute(0, 3, 1, 2).float().contiguous()
+    return pixels, (hole_mask.float() > _HOLE_ABOVE).unsqueeze(1)
 
 
 def _moved_down_right(x: Tensor) -> Tensor:

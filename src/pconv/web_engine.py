@@ -20,6 +20,8 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from pconv.export import PART_GRAPHS
+
 __all__ = [
     "MANIFEST",
     "WASM_FILES",
@@ -77,16 +79,17 @@ def manifest(files: Mapping[str, Path]) -> dict:
 
     Args:
         files: name -> path of what the worker may load: ONNX Runtime Web's files (``runtime_files``) and either one
-            ``.onnx`` fill graph (``pconv export-onnx``) or the fill's two parts, ``*.passes.onnx`` and
-            ``*.finish.onnx`` (``pconv.export.PART_GRAPHS``: two sessions set up faster than one, docs/browser.md).
+            ``.onnx`` fill graph (``pconv export-onnx``) or the fill's parts, ``<stem>.<part>.onnx`` for each of
+            ``pconv.export.PART_GRAPHS`` (two sessions set up faster than one, docs/browser.md).
     Raises:
-        ValueError: neither one ``.onnx`` file nor the two parts, or no WebAssembly build among ``files``.
+        ValueError: neither one ``.onnx`` file nor every part once, or no WebAssembly build among ``files``.
     """
-    graphs = sorted((name for name in files if name.endswith(".onnx")), key=lambda name: name.endswith(".finish.onnx"))
-    parts = len(graphs) == 2 and graphs[0].endswith(".passes.onnx") and graphs[1].endswith(".finish.onnx")
-    if not (len(graphs) == 1 or parts) or not all(name in files for name in WASM_FILES):
+    found = [name for name in files if name.endswith(".onnx")]
+    parts = [f"{found[0].partition('.')[0]}.{part}.onnx" for part in PART_GRAPHS] if found else []
+    graphs = found if len(found) == 1 else parts
+    if set(graphs) != set(found) or not found or not all(name in files for name in WASM_FILES):
         raise ValueError(
-            f"need one .onnx graph (or a .passes.onnx and a .finish.onnx) and {', '.join(WASM_FILES)}; "
+            f"need one .onnx graph (or one .{'/.'.join(PART_GRAPHS)}.onnx each) and {', '.join(WASM_FILES)}; "
             f"got {', '.join(sorted(files))}"
         )
     return {
