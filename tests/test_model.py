@@ -227,3 +227,63 @@ def test_edge_refine_starts_as_the_plain_network_and_reads_only_known_pixels(tmp
         torch.testing.assert_close(loaded(image, valid)[0], out)
     with pytest.raises(ValueError, match="edge_refine"):
         ModelConfig(edge_refine=-1)
+
+
+def _trained_like(config: ModelConfig) -> PConvUNet:
+    """A model with random weights everywhere (EdgeRefine's zero-initialised last convolution too)."""
+    torch.manual_seed(3)
+    model = PConvUNet(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("refine", [0, 4])
+def test_holes_only_gives_the_same_floats_in_the_holes(fused: bool, refine: int) -> None:
+    """The decoder's finest steps on the holes' box (``decode_box``) give the whole computation's floats in every
+    hole pixel: holes in the middle, at an edge and a corner, in a batch whose two holes are apart, odd sizes."""
+    from pconv.model import BOX_LEVELS
+
+    model = _trained_like(ModelConfig(width=0.125, depth=5, edge_refine=refine))
+    net = fuse_for_inference(model) if fused else model
+    torch.manual_seed(4)
+    for h, w, holes in [
+        (96, 96, [(0, 40, 50, 60, 70)]),
+        (90, 117, [(0, 0, 20, 0, 9), (1, 70, 89, 100, 116)]),  # (item, top, bottom, left, right)
+        (64, 160, [(0, 30, 33, 3, 140)]),
+        (71, 53, [(0, 60, 71, 40, 53)]),
+    ]:
+        image, valid = torch.rand(2, 3, h, w), torch.ones(2, 1, h, w)
+        for n, top, bottom, left, right in holes:
+            valid[n, :, top:bottom, left:right] = 0
+        with torch.inference_mode():
+            whole, _ = net(image, valid)
+            boxed, _ = net(image, valid, holes_only=True)
+        hole = (valid < 1).expand_as(whole)
+        assert torch.equal(whole[hole], boxed[hole]), (h, w)
+        assert BOX_LEVELS >= 1
+
+
+def test_decode_box_holds_every_hole_pixel_with_its_margin_and_is_aligned() -> None:
+    from pconv.model import decode_box
+
+    valid = torch.ones(2, 1, 256, 512)
+    valid[0, :, 100:120, 300:301] = 0
+    valid[1, :, 10:12, 400:420] = 0
+    for levels, refine in [(1, False), (3, False), (3, True)]:
+        (top, bottom), (left, right) = (tuple(int(v) for v in span) for span in decode_box(valid, levels, refine))
+        step, margin = 2**levels, 2**levels - 1 + (2 if refine else 0)
+        assert all(v % step == 0 for v in (top, bottom, left, right))
+        assert top <= 10 - margin and bottom >= 120 + margin and left <= 300 - margin and right >= 420 + margin
+        assert bottom - top < 110 + 2 * margin + 2 * step and right - left < 120 + 2 * margin + 2 * step
+    no_hole = decode_box(torch.ones(1, 1, 64, 32), 3, True)
+    assert [tuple(int(v) for v in span) for span in no_hole] == [(0, 64), (0, 32)]
+    edge = torch.ones(1, 1, 64, 64)
+    edge[..., 0, 63] = 0  # at the corner: clipped to the image
+    assert [tuple(int(v) for v in span) for span in decode_box(edge, 3, True)] == [(0, 16), (48, 64)]

@@ -96,10 +96,12 @@ class FillGraph(nn.Module):
         first = self.network(
             torch.cat([x, x.flip(-1).index_select(0, take_flip)]),
             torch.cat([valid_mask, valid_mask.flip(-1).index_select(0, take_flip)]),
+            holes_only=True,
         )[0]  # (N or 2N, 3, H, W)
         second = self.network(
             torch.cat([moved.index_select(0, take_shift), moved.flip(-1).index_select(0, take_both)]),
             torch.cat([moved_mask.index_select(0, take_shift), moved_mask.flip(-1).index_select(0, take_both)]),
+            holes_only=True,
         )[0]  # (0, N or 2N, 3, H, W)
         zeros = torch.zeros_like(x)
         # (N, 3, H, W) each, zeros for a variant that did not run (weighted 0 below)

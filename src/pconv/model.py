@@ -29,7 +29,9 @@ __all__ = [
     "PConvUNet",
     "EdgeRefine",
     "build_model",
+    "BOX_LEVELS",
     "composite",
+    "decode_box",
     "fuse_for_inference",
     "save_weights",
     "load_weights",
@@ -126,13 +128,17 @@ class PConvUNet(nn.Module):
                     module.eval()
         return self
 
-    def forward(self, image: Tensor, valid_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, image: Tensor, valid_mask: Tensor, holes_only: bool = False) -> tuple[Tensor, Tensor]:
         """Predict the whole image; pixel values under the hole are never read.
 
         Args:
             image: (N, C, H, W) in [0, 1], any H and W (padded internally to a multiple of ``2**depth``, with the
                 padding treated as hole, then cropped back).
             valid_mask: (N, 1, H, W) in {0, 1}, 1 = known pixel.
+            holes_only: run the decoder's finest ``BOX_LEVELS`` steps (and ``refine``) only on the box around the
+                batch's holes that their hole pixels read (``decode_box``): the same floats in the holes, a
+                fraction of the work for a brush stroke; 0 outside the box. For inference, where only the hole
+                pixels are kept (``composite``).
         Returns:
             output: (N, C, H, W), about [0, 1], the raw prediction everywhere (use ``composite`` to keep the
                 known pixels).
@@ -162,15 +168,83 @@ class PConvUNet(nn.Module):
             x, mask = block([x], [mask], premasked=premasked)  # (N, C_i, H/2^i, W/2^i)
             feats.append(x)
             masks.append(mask)
+        levels = min(BOX_LEVELS, self.config.depth) if holes_only else 0
+        if levels:
+            (top, bottom), (left, right) = decode_box(masks[0], levels, self.refine is not None)
         for i in reversed(range(self.config.depth)):
+            if i == levels - 1:  # from here on the box: ``decode_box``'s bounds are multiples of 2**levels
+                x, mask = (_window(t, top, bottom, left, right, levels) for t in (x, mask))
+            if i < levels:
+                feats[i], masks[i] = (_window(t, top, bottom, left, right, i) for t in (feats[i], masks[i]))
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             mask = F.interpolate(mask, scale_factor=2.0, mode="nearest")
             # concat with the skip, then 3x3 pconv
             x, mask = self.decoder[i]([x, feats[i]], [mask, masks[i]], premasked=premasked)
-        output = (x[:, :, :h, :w] + 1) / 2
+        if not levels:
+            output = (x[:, :, :h, :w] + 1) / 2
+            if self.refine is not None:
+                output = self.refine(output, image, valid_mask)
+            return output.contiguous(), mask[:, :, :h, :w]
+        # The box within the image (the padding dropped), then back into place, 0 around it.
+        bottom, right = bottom.clamp(max=h), right.clamp(max=w)
+        output = (_window(x, 0, bottom - top, 0, right - left) + 1) / 2
+        mask = _window(mask, 0, bottom - top, 0, right - left)
         if self.refine is not None:
-            output = self.refine(output, image, valid_mask)
-        return output.contiguous(), mask[:, :, :h, :w]
+            output = self.refine(output, *(_window(t, top, bottom, left, right) for t in (image, valid_mask)))
+        return _placed(output, top, left, h, w), _placed(mask, top, left, h, w)
+
+
+BOX_LEVELS = 3  # decoder steps that ``PConvUNet.forward(..., holes_only=True)`` runs on the holes' box
+
+
+def decode_box(valid_mask: Tensor, levels: int, refine: bool) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The box that the hole pixels' predictions read when the decoder's finest ``levels`` steps run on it alone.
+
+    A 3x3 convolution on a box reads 1 px past it, so its outermost pixel differs from the whole image's
+    computation (the box's edge is padded with zeros); each step up doubles what the steps below spoiled:
+    ``2**levels - 1`` px at full resolution, 2 more after ``EdgeRefine``'s two convolutions (its 3x3 sums spoil
+    1 px, within those). The box is every hole pixel of the batch widened by that margin (and 1 more),
+    rounded out to multiples of ``2**levels`` so that each coarser step's box is the finer one's halved exactly,
+    and clipped to the (padded) image, whose own edge is padded with zeros in either computation.
+
+    Args:
+        valid_mask: (N, 1, H, W) in {0, 1}, 1 = known; H and W multiples of ``2**levels`` (the padded input).
+        levels: decoder steps run on the box.
+        refine: the model has ``EdgeRefine``.
+    Returns:
+        ``((top, bottom), (left, right))``: () int64 tensors, rows ``top:bottom`` and columns ``left:right``
+        (the whole image when there is no hole).
+    """
+    step = 2**levels
+    margin = step + (2 if refine else 0)
+    hole = (valid_mask[:, 0] < 1).to(valid_mask.dtype)  # (N, H, W), 1 = hole
+
+    def span(line: Tensor) -> tuple[Tensor, Tensor]:  # (L,) > 0 where the line has a hole pixel
+        size = line.shape[0]
+        first = line.argmax()  # 0 when there is no hole: then the span is the whole line
+        last = size - 1 - line.flip(0).argmax()
+        start = torch.div((first - margin).clamp(min=0), step, rounding_mode="floor") * step
+        stop = torch.div(last + margin + step, step, rounding_mode="floor") * step  # past last + margin, rounded up
+        return start, stop.clamp(max=size)
+
+    return span(hole.amax(dim=(0, 2))), span(hole.amax(dim=(0, 1)))
+
+
+def _window(x: Tensor, top: Tensor | int, bottom: Tensor | int, left: Tensor | int, right: Tensor | int,
+            level: int = 0) -> Tensor:
+    """Rows ``top:bottom`` and columns ``left:right`` of ``x`` (N, C, H, W), each bound divided by ``2**level``
+    (exact for ``decode_box``'s): (N, C, h, w)."""
+    rows, cols = (torch.arange(a // 2**level, b // 2**level, device=x.device) for a, b in ((top, bottom), (left, right)))
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def _placed(box: Tensor, top: Tensor, left: Tensor, h: int, w: int) -> Tensor:
+    """(N, C, h, w): zeros with ``box`` (N, C, bh, bw) at rows ``top:``, columns ``left:``."""
+    n, c, bh, bw = box.shape
+    cols = torch.arange(left, left + bw, device=box.device)
+    band = box.new_zeros(n, c, bh, w).scatter(-1, cols.expand_as(box), box)  # (N, C, bh, w)
+    rows = torch.arange(top, top + bh, device=box.device)
+    return box.new_zeros(n, c, h, w).scatter(-2, rows[:, None].expand_as(band), band)
 
 
 def composite(image: Tensor, prediction: Tensor, valid_mask: Tensor) -> Tensor:
