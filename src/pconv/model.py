@@ -230,11 +230,14 @@ def decode_box(valid_mask: Tensor, levels: int, refine: bool) -> tuple[tuple[Ten
     return span(hole.amax(dim=(0, 2))), span(hole.amax(dim=(0, 1)))
 
 
-def _window(x: Tensor, top: Tensor | int, bottom: Tensor | int, left: Tensor | int, right: Tensor | int,
-            level: int = 0) -> Tensor:
+def _window(
+    x: Tensor, top: Tensor | int, bottom: Tensor | int, left: Tensor | int, right: Tensor | int, level: int = 0
+) -> Tensor:
     """Rows ``top:bottom`` and columns ``left:right`` of ``x`` (N, C, H, W), each bound divided by ``2**level``
     (exact for ``decode_box``'s): (N, C, h, w)."""
-    rows, cols = (torch.arange(a // 2**level, b // 2**level, device=x.device) for a, b in ((top, bottom), (left, right)))
+    step = 2**level
+    rows = torch.arange(top // step, bottom // step, device=x.device)
+    cols = torch.arange(left // step, right // step, device=x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
