@@ -234,20 +234,17 @@ def _window(
     x: Tensor, top: Tensor | int, bottom: Tensor | int, left: Tensor | int, right: Tensor | int, level: int = 0
 ) -> Tensor:
     """Rows ``top:bottom`` and columns ``left:right`` of ``x`` (N, C, H, W), each bound divided by ``2**level``
-    (exact for ``decode_box``'s): (N, C, h, w)."""
+    (exact for ``decode_box``'s): (N, C, h, w). Plain slices: a copy in ONNX Runtime, no gather."""
     step = 2**level
-    rows = torch.arange(top // step, bottom // step, device=x.device)
-    cols = torch.arange(left // step, right // step, device=x.device)
-    return x.index_select(-2, rows).index_select(-1, cols)
+    return x[:, :, top // step : bottom // step, left // step : right // step]
 
 
 def _placed(box: Tensor, top: Tensor, left: Tensor, h: int, w: int) -> Tensor:
-    """(N, C, h, w): zeros with ``box`` (N, C, bh, bw) at rows ``top:``, columns ``left:``."""
+    """(N, C, h, w): zeros with ``box`` (N, C, bh, bw) at rows ``top:``, columns ``left:`` (joined, not scattered)."""
     n, c, bh, bw = box.shape
-    cols = torch.arange(left, left + bw, device=box.device)
-    band = box.new_zeros(n, c, bh, w).scatter(-1, cols.expand_as(box), box)  # (N, C, bh, w)
-    rows = torch.arange(top, top + bh, device=box.device)
-    return box.new_zeros(n, c, h, w).scatter(-2, rows[:, None].expand_as(band), band)
+    zeros = box.new_zeros(n, c, h, w)
+    band = torch.cat([zeros[:, :, :bh, :left], box, zeros[:, :, :bh, left + bw :]], dim=-1)  # (N, C, bh, w)
+    return torch.cat([zeros[:, :, :top], band, zeros[:, :, top + bh :]], dim=-2)
 
 
 def composite(image: Tensor, prediction: Tensor, valid_mask: Tensor) -> Tensor:
