@@ -170,7 +170,9 @@ class PConvUNet(nn.Module):
             masks.append(mask)
         levels = min(BOX_LEVELS, self.config.depth) if holes_only else 0
         if levels:
-            (top, bottom), (left, right) = decode_box(masks[0], levels, self.refine is not None)
+            # The photo's own holes: the padding (hole to the network) is not filled, so it widens no box.
+            known_padding = F.pad(valid_mask.to(mask.dtype), (0, pad_w, 0, pad_h), value=1.0)
+            (top, bottom), (left, right) = decode_box(known_padding, levels, self.refine is not None)
         for i in reversed(range(self.config.depth)):
             if i == levels - 1:  # from here on the box: ``decode_box``'s bounds are multiples of 2**levels
                 x, mask = (_window(t, top, bottom, left, right, levels) for t in (x, mask))
