@@ -230,6 +230,30 @@ def test_fast_path_matches_the_plain_network(model: PConvUNet) -> None:
     assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1  # uint8 rounding of ~1e-6 differences
 
 
+def test_torch_backend_predicts_only_the_holes_box_and_fills_the_same_bytes(model: PConvUNet) -> None:
+    """``Inpainter`` keeps only the hole pixels, so its torch backend runs the network with ``holes_only``: the same
+    filled bytes as the whole prediction (flip and shift averages and the blend included), while a ``TorchNetwork``
+    made by hand predicts everywhere unless asked."""
+    from pconv.backends import TorchNetwork
+
+    img, hole = photo(), box_hole()
+    inpainter = Inpainter(model=model, device="cpu")
+    assert inpainter.network.holes_only is True
+    boxed = inpainter.inpaint(img, hole)
+    inpainter.network.holes_only = False
+    assert np.array_equal(boxed, inpainter.inpaint(img, hole))
+    by_hand = TorchNetwork(model, device="cpu")
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    valid = np.ones((1, 1, 64, 64), np.float32)
+    valid[..., 28:36, 28:36] = 0  # a small hole: the box leaves most of the image out
+    whole = by_hand(x, valid)
+    assert by_hand.holes_only is False and np.abs(whole[..., :8, :8]).max() > 0
+    by_hand.holes_only = True
+    part = by_hand(x, valid)
+    assert np.array_equal(part[valid.repeat(3, 1) < 1], whole[valid.repeat(3, 1) < 1])
+    assert np.all(part[..., :8, :8] == 0)  # outside the holes' box: not computed
+
+
 def test_flip_averaged_is_the_mean_of_the_pass_and_the_mirrored_pass() -> None:
     # A predictor that is not mirror-symmetric: it paints a left-to-right ramp. The mirrored pass paints the
     # ramp mirrored, so the average is flat at 0.5; a predictor that commutes with the flip is left unchanged.

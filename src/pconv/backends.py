@@ -169,6 +169,9 @@ class TorchNetwork:
             same output to float rounding, faster (benchmarks/RESULTS.md).
         threads: CPU threads; torch's setting is per process, so this calls ``torch.set_num_threads`` (``None``:
             leave it as it is).
+        holes_only: predict only what the hole pixels need (``PConvUNet.forward(holes_only=True)``: the same floats
+            in the holes, 0 outside their box, faster for small holes); for callers that keep only the hole pixels,
+            as ``Inpainter`` does. False: the prediction everywhere.
     """
 
     name = "torch"
@@ -180,6 +183,7 @@ class TorchNetwork:
         device: str | torch.device | None = None,
         fast: bool = True,
         threads: int | None = None,
+        holes_only: bool = False,
     ) -> None:
         import torch
 
@@ -191,6 +195,7 @@ class TorchNetwork:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self._net = fuse_for_inference(self.model, channels_last=True) if fast else self.model
+        self.holes_only = holes_only
 
     def __call__(self, image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) in [0, 1], (N, 1, H, W) 1 = known -> prediction (N, 3, H, W) float32 (module docstring)."""
@@ -198,7 +203,7 @@ class TorchNetwork:
 
         with torch.inference_mode():
             x, m = (torch.from_numpy(_float32(a)).to(self.device) for a in (image, valid_mask))
-            return self._net(x, m)[0].float().cpu().numpy()
+            return self._net(x, m, holes_only=self.holes_only)[0].float().cpu().numpy()
 
 
 class OnnxNetwork:

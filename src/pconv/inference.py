@@ -195,7 +195,7 @@ class Inpainter:
                 raise ValueError(
                     "a PConvUNet runs on the torch backend; export it for ONNX Runtime first (pconv.export)"
                 )
-            self.network = TorchNetwork(model, device=device, fast=fast, threads=threads)
+            self.network = TorchNetwork(model, device=device, fast=fast, threads=threads, holes_only=True)
         else:
             self.network = _load_network(weights, backend=backend, device=device, fast=fast, threads=threads)
         self.backend: str = getattr(self.network, "name", "custom")
@@ -396,7 +396,8 @@ def _load_network(
         return OnnxNetwork(path, device=None if device is None else str(device), threads=threads)
     if is_onnx:
         raise ValueError(f"{path} is an ONNX file, which runs on the onnx backend, not torch")
-    return TorchNetwork(_load_model(path), device=device, fast=fast, threads=threads)
+    # only the hole pixels are kept (_fill_holes), so the network predicts only what they need
+    return TorchNetwork(_load_model(path), device=device, fast=fast, threads=threads, holes_only=True)
 
 
 def _load_model(weights: Path) -> PConvUNet:
