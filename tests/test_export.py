@@ -149,6 +149,7 @@ def test_the_fills_two_parts_in_turn_give_the_whole_graphs_bytes(
     tmp_path: Path, model: PConvUNet, onnx_path: Path
 ) -> None:
     """The page runs the fill as two graphs (``PART_GRAPHS``): passes, then finish, with the whole graph's output."""
+    import onnx
     import onnxruntime as ort
 
     from pconv.export import PART_GRAPHS
@@ -163,6 +164,9 @@ def test_the_fills_two_parts_in_turn_give_the_whole_graphs_bytes(
         for p in PART_GRAPHS
     ]
     assert [i.name for i in parts[1].get_inputs()][:3] == ["prediction", "image", "hole_mask"]
+    # the passes run as one network call (FillGraph(one_call=True)): one copy of the network's convolutions, not two
+    convs = [sum(n.op_type == "Conv" for n in onnx.load(p).graph.node) for p in (onnx_path, tmp_path / "passes.onnx")]
+    assert convs[1] > 0 and convs[0] >= 2 * convs[1], convs
     rng = np.random.default_rng(5)
     for (h, w), (flip, shift, smooth) in zip(
         [(16, 16), (21, 37), (50, 9), (33, 40)], [(1, 1, 1), (0, 1, 1), (1, 0, 0), (0, 0, 1)]

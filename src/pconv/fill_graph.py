@@ -28,9 +28,9 @@ Inputs and outputs (names as in the ONNX graph):
 - ``filled``: (N, H, W, 3) uint8 RGB.
 
 The same fill also exports as two graphs run in turn (``FillPart``, ``PARTS``): ``passes`` (the network's passes
-and their average: ``prediction``, (N, 3, H, W) float32) and ``finish`` (the rest). Their output is the whole
-graph's, byte for byte; the docs' Try it page runs them, since ONNX Runtime Web sets up two smaller sessions in
-well under the time of one (docs/browser.md).
+and their average: ``prediction``, (N, 3, H, W) float32; its four variants in one network call, ``one_call``) and
+``finish`` (the rest). Their output is the whole graph's, byte for byte; the docs' Try it page runs them, since
+ONNX Runtime Web sets up two smaller sessions in well under the time of one (docs/browser.md).
 """
 
 from __future__ import annotations
@@ -59,11 +59,15 @@ class FillGraph(nn.Module):
 
     Args:
         network: the U-Net; used as given (pass ``fuse_for_inference(model)`` for a faster graph).
+        one_call: run the four variants as one batch of up to 4N through the network instead of two of up to 2N:
+            the same floats, one copy of the network's nodes in an exported graph instead of two (ONNX Runtime Web
+            sets the passes up in about a third of the time: the page's ``passes`` graph), at about 1.6 times the
+            peak memory (a 1024² photo's passes 354 -> 576 MiB in ONNX Runtime), so the whole graph keeps two.
     """
 
-    def __init__(self, network: PConvUNet) -> None:
+    def __init__(self, network: PConvUNet, *, one_call: bool = False) -> None:
         super().__init__()
-        self.network = network
+        self.network, self.one_call = network, one_call
 
     def forward(self, image: Tensor, hole_mask: Tensor, flip: Tensor, shift: Tensor, smooth: Tensor) -> Tensor:
         """Fill the hole pixels of ``image``: ``finish(passes(...))``.
@@ -87,26 +91,31 @@ class FillGraph(nn.Module):
         pixels, hole = _planes(image, hole_mask)
         x, valid_mask = pixels / 255, (~hole).float()  # the one polarity flip on this path: 1 = known
         # The four variants: as is, mirrored, moved, moved and mirrored, in two network calls: (as is + mirrored) and
-        # (moved + moved mirrored). A variant that is off joins its call as an empty batch, so it costs nothing; two
-        # calls keep peak memory at two passes' and the graph small (each call is a copy of the network's nodes).
+        # (moved + moved mirrored), or in one (``one_call``). A variant that is off joins its call as an empty batch,
+        # so it costs nothing; two calls keep peak memory at two passes', one keeps the graph small (each call is a
+        # copy of the network's nodes).
         moved, moved_mask = _moved_down_right(x), _moved_down_right(valid_mask)
         take_flip = torch.nonzero((flip > 0.5).expand(n)).flatten()  # (N,) all images, or (0,) none
         take_shift = torch.nonzero((shift > 0.5).expand(n)).flatten()
         take_both = torch.nonzero((flip * shift > 0.5).expand(n)).flatten()
-        first = self.network(
-            torch.cat([x, x.flip(-1).index_select(0, take_flip)]),
-            torch.cat([valid_mask, valid_mask.flip(-1).index_select(0, take_flip)]),
-            holes_only=True,
-        )[0]  # (N or 2N, 3, H, W)
-        second = self.network(
-            torch.cat([moved.index_select(0, take_shift), moved.flip(-1).index_select(0, take_both)]),
-            torch.cat([moved_mask.index_select(0, take_shift), moved_mask.flip(-1).index_select(0, take_both)]),
-            holes_only=True,
-        )[0]  # (0, N or 2N, 3, H, W)
+        images = [x, x.flip(-1).index_select(0, take_flip)]
+        images += [moved.index_select(0, take_shift), moved.flip(-1).index_select(0, take_both)]
+        masks = [valid_mask, valid_mask.flip(-1).index_select(0, take_flip)]
+        masks += [moved_mask.index_select(0, take_shift), moved_mask.flip(-1).index_select(0, take_both)]
         zeros = torch.zeros_like(x)
-        # (N, 3, H, W) each, zeros for a variant that did not run (weighted 0 below)
-        preds = [first[:n], torch.cat([first[n:], zeros])[:n]]
-        preds += [torch.cat([second, zeros])[:n], torch.cat([second[n:], zeros])[:n]]
+        # preds: (N, 3, H, W) each, zeros for a variant that did not run (weighted 0 below)
+        if self.one_call:
+            out = self.network(torch.cat(images), torch.cat(masks), holes_only=True)[0]  # (N to 4N, 3, H, W)
+            preds = []
+            for variant in images:  # each variant's rows in turn
+                size = variant.shape[0]
+                preds.append(torch.cat([out[:size], zeros])[:n])
+                out = out[size:]
+        else:
+            first = self.network(torch.cat(images[:2]), torch.cat(masks[:2]), holes_only=True)[0]  # (N or 2N, 3, H, W)
+            second = self.network(torch.cat(images[2:]), torch.cat(masks[2:]), holes_only=True)[0]  # (0, N or 2N, ...)
+            preds = [first[:n], torch.cat([first[n:], zeros])[:n]]
+            preds += [torch.cat([second, zeros])[:n], torch.cat([second[n:], zeros])[:n]]
         half_flip = 0.5 * flip
         # flip_averaged: (a + b) / 2, written as a * 0.5 + b * 0.5, which is the same float (halving is exact).
         plain = preds[0] * (1 - half_flip) + preds[1].flip(-1) * half_flip

@@ -220,6 +220,8 @@ def decode_box(valid_mask: Tensor, levels: int, refine: bool) -> tuple[tuple[Ten
     step = 2**levels
     margin = step + (2 if refine else 0)
     hole = (valid_mask[:, 0] < 1).to(valid_mask.dtype)  # (N, H, W), 1 = hole
+    if hole.shape[0] == 0:  # an empty batch (FillGraph's variant that is off, run eagerly): the whole image
+        hole = valid_mask.new_zeros((1, *valid_mask.shape[-2:]))  # (a traced graph handles it as it is)
 
     def span(line: Tensor) -> tuple[Tensor, Tensor]:  # (L,) > 0 where the line has a hole pixel
         size = line.shape[0]
