@@ -104,6 +104,18 @@ def open_page(page: object, base: str) -> None:
     page.wait_for_function("window.pconv && typeof window.pconv.inpaint === 'function'")
 
 
+def test_the_page_runs_the_passes_then_the_finish_in_pieces(site: Path) -> None:
+    """engine.json lists the passes whole, then the finish cut into graphs of at most MAX_NODES nodes (which
+    ONNX Runtime Web sets up in a fraction of the time of one), each a graph the runtime can load."""
+    onnx = pytest.importorskip("onnx")
+    static = site / "try" / "static"
+    models = json.loads((static / "engine.json").read_text())["models"]
+    assert models[0] == "pconv_default.passes.onnx" and len(models) >= 3
+    assert models[1:] == [f"pconv_default.finish.{k}.onnx" for k in range(len(models) - 1)]
+    sizes = [len(onnx.load(str(static / name)).graph.node) for name in models[1:]]
+    assert max(sizes) <= build_try.MAX_NODES["finish"] and sum(sizes) > build_try.MAX_NODES["finish"], sizes
+
+
 def test_browser_fill_equals_python_onnx_fill(browser: object, site: Path, tmp_path: Path) -> None:
     photo = np.asarray(Image.open(site / "fixtures" / "photo.png")).astype(int)
     hole = np.asarray(Image.open(site / "fixtures" / "mask.png")) > 127
@@ -158,7 +170,8 @@ def _site_with_a_broken_webgpu_build(site: Path, root: Path) -> Path:
     static = root / "try" / "static"
     wasm = next(name for name in web_engine.WEBGPU_FILES if name.endswith(".wasm"))
     (static / wasm).write_bytes(b"not WebAssembly")
-    files = {name: static / name for name in build_try.ORT_FILES + build_try.MODELS}
+    models = json.loads((static / web_engine.MANIFEST).read_text())["models"]
+    files = {name: static / name for name in (*build_try.ORT_FILES, *models)}
     (static / web_engine.MANIFEST).write_text(json.dumps(web_engine.manifest(files)))
     return root
 
@@ -196,6 +209,7 @@ def test_webgpu_engine_fills_as_python(browser: object, site: Path, tmp_path: Pa
 
 def test_second_visit_downloads_neither_model_nor_webassembly(browser: object, site: Path) -> None:
     """The first visit shows its download in bytes; the second takes the model and the runtime from Cache Storage."""
+    manifest = site / "try" / "static" / "engine.json"
     context = browser.new_context()
     context.add_init_script(RECORD_PROGRESS)
     try:
@@ -211,7 +225,7 @@ def test_second_visit_downloads_neither_model_nor_webassembly(browser: object, s
                 page.close()
                 got = sent.requests[start:]
                 if number == 1:
-                    graphs = {f"/try/static/{name}" for name in build_try.MODELS}
+                    graphs = {f"/try/static/{name}" for name in json.loads(manifest.read_text())["models"]}
                     assert graphs | {"/try/static/ort-wasm-simd-threaded.wasm"} <= {path for path, _, _ in got}
                     assert info["downloaded"] > 20 * 2**20
                     assert any(re.fullmatch(r"Model \d+\.\d / 2\d\.\d MiB", text) for text in shown), shown

@@ -93,6 +93,25 @@ def test_manifest_lists_the_fills_two_parts_in_the_order_they_run(files: dict[st
             web_engine.manifest(wrong)
 
 
+def test_manifest_lists_a_part_cut_into_pieces_in_their_order(files: dict[str, Path], tmp_path: Path) -> None:
+    """A part cut by ``pconv.graph_split`` (``<stem>.<part>.<k>.onnx``) runs piece by piece, in k's order."""
+    runtime = {name: path for name, path in files.items() if not name.endswith(".onnx")}
+    names = ["m.finish.2.onnx", "m.passes.onnx", "m.finish.10.onnx", "m.finish.0.onnx", "m.finish.1.onnx"]
+    names += [f"m.finish.{k}.onnx" for k in range(3, 10)]
+    graphs = {}
+    for name in names:
+        graphs[name] = tmp_path / name
+        graphs[name].write_bytes(name.encode())
+    listing = web_engine.manifest({**runtime, **graphs})
+    assert listing["models"] == ["m.passes.onnx", *(f"m.finish.{k}.onnx" for k in range(11))]
+    gap = {name: path for name, path in graphs.items() if name != "m.finish.1.onnx"}
+    both = {**graphs, "m.finish.onnx": graphs["m.passes.onnx"]}  # the part whole and in pieces
+    no_passes = {name: path for name, path in graphs.items() if name != "m.passes.onnx"}
+    for wrong in (gap, both, no_passes):
+        with pytest.raises(ValueError, match="one .onnx graph"):
+            web_engine.manifest({**runtime, **wrong})
+
+
 def test_the_shipped_graph_runs_on_webgpu_and_a_float64_one_is_told_apart(tmp_path: Path) -> None:
     """ONNX Runtime Web's WebGPU build has no float64 kernels: the shipped graph holds no float64 cast (the layer
     exports its all-hole ratio as a select), so the worker may take WebGPU by itself; a graph that does is told."""

@@ -2,15 +2,16 @@
 
 The page is the package's editor (``src/pconv/web``) in its browser engine (``<body data-engine="browser">``): the
 fill graph runs in ONNX Runtime Web (WebGPU where the browser has a GPU, else WebAssembly) in a Web Worker, as
-two sessions one after the other: the shipped fill graph's two parts (``pconv.export.PART_GRAPHS``: the network's
-passes, then the rest), exported here from the shipped weights, which ONNX Runtime Web sets up in about half the
-time of the one graph (docs/browser.md); their output is the shipped graph's, byte for byte. Everything it loads
+sessions one after the other: the shipped fill graph's two parts (``pconv.export.PART_GRAPHS``: the network's
+passes, then the rest, the rest cut into graphs of at most ``MAX_NODES`` nodes by ``pconv.graph_split``), exported
+here from the shipped weights, which ONNX Runtime Web sets up in a fraction of the time of the one graph
+(docs/browser.md); their output is the shipped graph's, byte for byte. Everything it loads
 is copied next to it, so any static file server can serve it and it makes no request outside its own origin:
 
     SITE/try/index.html
     SITE/try/sw.js                                                   the service worker: cross-origin isolation
     SITE/try/static/{app.js, fill.js, worker.js, style.css}          the editor (src/pconv/web)
-    SITE/try/static/pconv_default.{passes,finish}.onnx                the fill graph in two parts
+    SITE/try/static/pconv_default.passes.onnx, pconv_default.finish.{0,1,2}.onnx   the fill graph in parts
     SITE/try/static/ort.*.bundle.min.mjs, ort-wasm-simd-threaded*.wasm   ONNX Runtime Web (pconv.web_engine)
     SITE/try/static/engine.json                                      their sizes and SHA-256 (pconv.web_engine)
 
@@ -46,7 +47,10 @@ EDITOR_FILES = ("app.js", "fill.js", "worker.js", "style.css")
 SERVICE_WORKER = "sw.js"  # at the page's level: its scope is the page's folder
 MODEL = REPO / "src" / "pconv" / "weights" / "pconv_default.onnx"  # the shipped fill graph, whole
 WEIGHTS = MODEL.with_suffix(".safetensors")  # what the page's two parts are exported from
-MODELS = tuple(f"{MODEL.stem}.{part}.onnx" for part in PART_GRAPHS)  # the page's graphs, in the order they run
+# The finish part is cut into graphs of at most this many nodes (pconv.graph_split: ONNX Runtime Web's set-up grows
+# much faster than a graph's node count; 1,477 nodes in three graphs set up 1.2 s sooner on a first visit, the same
+# bytes); the passes stay one graph (a cut there would carry the U-Net's skip features; 606 nodes set up in 0.3 s).
+MAX_NODES = {"finish": 600}
 
 
 def pinned_ort_version() -> str:
@@ -99,20 +103,47 @@ def build(site: Path) -> Path:
     engine = web_engine.runtime_files(dist)
     for name, path in engine.items():
         shutil.copy2(path, static / name)
-    export_parts(static)
-    manifest = web_engine.manifest({name: static / name for name in (*engine, *MODELS)})
+    models = export_parts(static)
+    manifest = web_engine.manifest({name: static / name for name in (*engine, *models)})
     (static / web_engine.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return out
 
 
-def export_parts(folder: Path) -> None:
-    """Write ``MODELS``, the shipped fill graph's two parts, into ``folder``, exported from ``WEIGHTS`` (PyTorch)."""
+def export_parts(folder: Path) -> list[str]:
+    """Write the shipped fill graph's two parts into ``folder``, exported from ``WEIGHTS`` (PyTorch), each cut into
+    graphs of at most ``MAX_NODES`` nodes where it has a limit (``<stem>.<part>.<k>.onnx``, else
+    ``<stem>.<part>.onnx``). Returns their names in the order they run."""
+    import numpy as np
+    import onnx
+
     from pconv.export import export_onnx
+    from pconv.graph_split import split_graph
     from pconv.inference import Inpainter
 
     model = Inpainter(WEIGHTS, backend="torch", device="cpu").model
-    for part, name in zip(PART_GRAPHS, MODELS, strict=True):
-        export_onnx(model, folder / name, graph=part, weights_file=WEIGHTS)
+    rng = np.random.default_rng(0)
+    hole = np.zeros((1, 64, 96), np.uint8)
+    hole[:, 20:40, 30:70] = 255
+    example = {  # one small run, for what crosses each cut (split_graph)
+        "image": rng.integers(0, 256, (1, 64, 96, 3), dtype=np.uint8),
+        "hole_mask": hole,
+        "prediction": rng.random((1, 3, 64, 96), dtype=np.float32),
+    }
+    names = []
+    for part in PART_GRAPHS:
+        path = export_onnx(model, folder / f"{MODEL.stem}.{part}.onnx", graph=part, weights_file=WEIGHTS)
+        if part not in MAX_NODES:
+            names.append(path.name)
+            continue
+        proto = onnx.load(str(path))
+        feeds = {v.name: example[v.name] for v in proto.graph.input if v.name in example}
+        pieces = split_graph(proto, MAX_NODES[part], feeds)
+        path.unlink()
+        for k, piece in enumerate(pieces):
+            name = f"{MODEL.stem}.{part}.{k}.onnx"
+            onnx.save(piece, str(folder / name))
+            names.append(name)
+    return names
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 The editor's worker (``pconv/web/worker.js``) fills with the ONNX fill graph in ONNX Runtime Web, loading
 everything from its own folder: ``engine.json`` (``manifest``), one ONNX Runtime Web build (a JavaScript bundle and
 its WebAssembly: ``WASM_FILES``, or ``WEBGPU_FILES`` where the browser has a GPU) and the graph (one file, or the
-fill's two parts, run one after the other). The manifest gives
+fill's parts, run one after the other). The manifest gives
 each file's size (the progress bar's total) and SHA-256 (the key under which the browser keeps it in Cache
 Storage, so a later visit downloads nothing until the file changes).
 
@@ -80,17 +80,17 @@ def manifest(files: Mapping[str, Path]) -> dict:
     Args:
         files: name -> path of what the worker may load: ONNX Runtime Web's files (``runtime_files``) and either one
             ``.onnx`` fill graph (``pconv export-onnx``) or the fill's parts, ``<stem>.<part>.onnx`` for each of
-            ``pconv.export.PART_GRAPHS`` (two sessions set up faster than one, docs/browser.md).
+            ``pconv.export.PART_GRAPHS``, a part perhaps cut into ``<stem>.<part>.0.onnx``, ``.1.onnx``, ...
+            (``pconv.graph_split``; smaller sessions set up faster than one, docs/browser.md).
     Raises:
         ValueError: neither one ``.onnx`` file nor every part once, or no WebAssembly build among ``files``.
     """
     found = [name for name in files if name.endswith(".onnx")]
-    parts = [f"{found[0].partition('.')[0]}.{part}.onnx" for part in PART_GRAPHS] if found else []
-    graphs = found if len(found) == 1 else parts
-    if set(graphs) != set(found) or not found or not all(name in files for name in WASM_FILES):
+    graphs = found if len(found) == 1 else _parts_in_order(found)
+    if not graphs or not all(name in files for name in WASM_FILES):
         raise ValueError(
-            f"need one .onnx graph (or one .{'/.'.join(PART_GRAPHS)}.onnx each) and {', '.join(WASM_FILES)}; "
-            f"got {', '.join(sorted(files))}"
+            f"need one .onnx graph (or one .{'/.'.join(PART_GRAPHS)}.onnx each, or a part as .<part>.0.onnx, "
+            f".1.onnx, ...) and {', '.join(WASM_FILES)}; got {', '.join(sorted(files))}"
         )
     return {
         "models": graphs,
@@ -98,6 +98,25 @@ def manifest(files: Mapping[str, Path]) -> dict:
         "graph_runs_on_webgpu": all(graph_runs_on_webgpu(files[name]) for name in graphs),
         "files": {name: {"bytes": path.stat().st_size, "sha256": _sha256(path)} for name, path in files.items()},
     }
+
+
+def _parts_in_order(found: list[str]) -> list[str]:
+    """The fill's parts among the ``.onnx`` names ``found``, in the order they run: for each of ``PART_GRAPHS``,
+    ``<stem>.<part>.onnx``, or its pieces ``<stem>.<part>.0.onnx``, ``.1.onnx``, ... (``pconv.graph_split``); [] when
+    ``found`` is not exactly that."""
+    stem = found[0].partition(".")[0] if found else ""
+    order: list[str] = []
+    for part in PART_GRAPHS:
+        whole, prefix = f"{stem}.{part}.onnx", f"{stem}.{part}."
+        pieces = [name for name in found if name.startswith(prefix) and name[len(prefix) : -len(".onnx")].isdigit()]
+        numbered = [f"{prefix}{k}.onnx" for k in range(len(pieces))]
+        if whole in found and not pieces:
+            order.append(whole)
+        elif pieces and whole not in found and set(pieces) == set(numbered):
+            order += numbered
+        else:
+            return []
+    return order if sorted(order) == sorted(found) else []
 
 
 def _sha256(path: Path) -> str:
