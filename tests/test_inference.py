@@ -230,10 +230,12 @@ def test_fast_path_matches_the_plain_network(model: PConvUNet) -> None:
     assert np.abs(fast.astype(int) - plain.astype(int)).max() <= 1  # uint8 rounding of ~1e-6 differences
 
 
-def test_torch_backend_predicts_only_the_holes_box_and_fills_the_same_bytes(model: PConvUNet) -> None:
-    """``Inpainter`` keeps only the hole pixels, so its torch backend runs the network with ``holes_only``: the same
-    filled bytes as the whole prediction (flip and shift averages and the blend included), while a ``TorchNetwork``
-    made by hand predicts everywhere unless asked."""
+def test_torch_backend_predicts_only_the_holes_box_and_fills_as_the_whole_prediction(model: PConvUNet) -> None:
+    """``Inpainter`` keeps only the hole pixels, so its torch backend runs the network with ``holes_only``: the
+    whole prediction's fill (flip and shift averages and the blend included), while a ``TorchNetwork`` made by hand
+    predicts everywhere unless asked. PyTorch picks its (channels-last) convolution kernels by shape, so on some
+    CPUs the box's floats differ from the whole image's in the last bit (seen on one machine, not on another): the
+    same to float rounding, and the same bytes but where such a float lands on a rounding boundary."""
     from pconv.backends import TorchNetwork
 
     img, hole = photo(), box_hole()
@@ -241,7 +243,8 @@ def test_torch_backend_predicts_only_the_holes_box_and_fills_the_same_bytes(mode
     assert inpainter.network.holes_only is True
     boxed = inpainter.inpaint(img, hole)
     inpainter.network.holes_only = False
-    assert np.array_equal(boxed, inpainter.inpaint(img, hole))
+    levels = np.abs(boxed.astype(int) - inpainter.inpaint(img, hole).astype(int))
+    assert levels.max() <= 1 and (levels > 0).sum() <= 3, int((levels > 0).sum())
     by_hand = TorchNetwork(model, device="cpu")
     x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
     valid = np.ones((1, 1, 64, 64), np.float32)
@@ -250,7 +253,8 @@ def test_torch_backend_predicts_only_the_holes_box_and_fills_the_same_bytes(mode
     assert by_hand.holes_only is False and np.abs(whole[..., :8, :8]).max() > 0
     by_hand.holes_only = True
     part = by_hand(x, valid)
-    assert np.array_equal(part[valid.repeat(3, 1) < 1], whole[valid.repeat(3, 1) < 1])
+    in_holes = valid.repeat(3, 1) < 1
+    np.testing.assert_allclose(part[in_holes], whole[in_holes], rtol=1e-5, atol=1e-6)
     assert np.all(part[..., :8, :8] == 0)  # outside the holes' box: not computed
 
 

@@ -170,8 +170,9 @@ class TorchNetwork:
         threads: CPU threads; torch's setting is per process, so this calls ``torch.set_num_threads`` (``None``:
             leave it as it is).
         holes_only: predict only what the hole pixels need (``PConvUNet.forward(holes_only=True)``: the same floats
-            in the holes, 0 outside their box, faster for small holes); for callers that keep only the hole pixels,
-            as ``Inpainter`` does. False: the prediction everywhere.
+            in the holes to float rounding (PyTorch picks convolution kernels by shape, so the last bit may differ on
+            some CPUs), 0 outside their box, faster for small holes); for callers that keep only the hole pixels, as
+            ``Inpainter`` does. False: the prediction everywhere.
     """
 
     name = "torch"
