@@ -112,13 +112,8 @@ def test_the_page_runs_the_passes_then_the_finish_in_pieces(site: Path) -> None:
     models = json.loads((static / "engine.json").read_text())["models"]
     assert models[0] == "pconv_default.passes.onnx" and len(models) >= 3
     assert models[1:] == [f"pconv_default.finish.{k}.onnx" for k in range(len(models) - 1)]
-    seen: set[str] = set()
-    own = []  # per piece, its nodes but the copies that lead it (pconv.graph_split.recomputable)
-    for name in models[1:]:
-        names = [n.name for n in onnx.load(str(static / name)).graph.node if n.name not in seen]
-        seen.update(names)
-        own.append(len(names))
-    assert max(own) <= build_try.MAX_NODES["finish"] < sum(own), own
+    sizes = [len(onnx.load(str(static / name)).graph.node) for name in models[1:]]
+    assert max(sizes) <= build_try.MAX_NODES["finish"] and sum(sizes) > build_try.MAX_NODES["finish"], sizes
 
 
 def test_browser_fill_equals_python_onnx_fill(browser: object, site: Path, tmp_path: Path) -> None:

@@ -2,13 +2,12 @@
 grows faster than a graph's node count.
 
 ONNX Runtime Web sets a graph up in a time that grows much faster than its node count: on the project's 2-CPU
-machine the fill's ``finish`` part (1,477 nodes) took 2.0-2.6 s, and the same nodes as three graphs 0.4-0.8 s
-together (docs/browser.md). ``split_graph`` cuts a graph at node boundaries: each piece holds a run of the graph's
-own nodes, in its order, led by copies of the few nodes that make a cheap tensor it reads again from the graph's
-inputs (``recomputable``), and nothing else. Running the pieces in turn, each fed the graph inputs it names and the
-tensors the pieces before it returned, gives the graph's output bit for bit on any runtime that runs each node the
-same way (no node is changed, so no float is). The cuts are chosen where the fewest bytes cross them (measured on
-an example run), since each tensor that does leaves one session and enters the next.
+machine the fill's ``finish`` part (1,477 nodes) took 2.0-2.6 s, and the same nodes as three graphs of at most 611
+nodes 0.4-0.8 s together (docs/browser.md). ``split_graph`` cuts a graph at node boundaries: the pieces hold the
+graph's own nodes, in its order, and nothing else, so running them in turn, each fed the graph inputs it names and
+the tensors the pieces before it returned, gives the graph's output bit for bit on any runtime that runs each node
+the same way (no node is changed, so no float is). The cuts are chosen where few tensors cross them, since each one
+that does leaves one session and enters the next.
 
 Every piece keeps the graph's opset, IR version and metadata. A graph input that has a default (an initializer of
 the same name, such as the fill graph's ``smooth``) stays an input, with its default, of each piece that reads it.
@@ -18,19 +17,15 @@ to the next one's inputs (``pconv/web/worker.js``: by name).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RECOMPUTE_NODES", "crossing_cost", "recomputable", "split_graph", "tensor_bytes"]
+__all__ = ["crossing_cost", "split_graph", "tensor_bytes"]
 
 # A tensor crossing a cut costs its bytes (on the example) plus this, for leaving one session and entering the next.
 _PER_TENSOR_BYTES = 4096
-# A tensor that this many nodes or fewer make from the graph's inputs alone (the image as float, the hole mask's
-# planes) is made again by each later piece that reads it instead of crossing the cut: the same nodes on the same
-# inputs, so the same floats, and a few MB less to copy out of one session and into the next.
-RECOMPUTE_NODES = 16
 
 
 def split_graph(model: Any, max_nodes: int, example: Mapping[str, np.ndarray]) -> list[Any]:
@@ -41,8 +36,7 @@ def split_graph(model: Any, max_nodes: int, example: Mapping[str, np.ndarray]) -
 
     Args:
         model: an ``onnx.ModelProto`` whose nodes are in topological order (as ONNX requires and exporters write).
-        max_nodes: the most of the graph's own nodes a piece may hold (>= 2), not counting the copies that remake
-            a cheap tensor (``recomputable``); a graph of that many or fewer comes back whole.
+        max_nodes: the most nodes a piece may hold (>= 2); a graph of that many or fewer comes back whole.
         example: graph input name -> array, one run's inputs (inputs with a default may be left out).
     Returns:
         ``onnx.ModelProto`` pieces in the order they run: the first reads only graph inputs, each later one graph
@@ -59,29 +53,10 @@ def split_graph(model: Any, max_nodes: int, example: Mapping[str, np.ndarray]) -
         return [model]
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
-    remade = recomputable(model)
-    costs = crossing_cost(model, tensor_bytes(model, types, example), free=remade)
+    costs = crossing_cost(model, tensor_bytes(model, types, example))
     # one more session to run costs about what copying the largest input once does
     cuts = _cheapest_cuts(costs, max_nodes, max(np.asarray(v).nbytes for v in example.values()))
-    return [_piece(model, types, a, b, remade) for a, b in zip([0, *cuts], [*cuts, len(nodes)])]
-
-
-def recomputable(model: Any) -> dict[str, list[int]]:
-    """Name -> the indices, in order, of the nodes that make the tensor from graph inputs and initializers alone,
-    for every tensor that ``RECOMPUTE_NODES`` nodes or fewer make so (``split_graph`` makes them again where read)."""
-    made_by = {name: k for k, node in enumerate(model.graph.node) for name in node.output}
-    found: dict[str, set[int]] = {}
-    for k, node in enumerate(model.graph.node):
-        ancestors: set[int] | None = {k}
-        for name in node.input:
-            if name and name in made_by:
-                if name not in found:  # made from a tensor that is not itself cheap
-                    ancestors = None
-                    break
-                ancestors |= found[name]
-        if ancestors is not None and len(ancestors) <= RECOMPUTE_NODES:
-            found.update((name, ancestors) for name in node.output)
-    return {name: sorted(ancestors) for name, ancestors in found.items()}
+    return [_piece(model, types, a, b) for a, b in zip([0, *cuts], [*cuts, len(nodes)])]
 
 
 def tensor_bytes(model: Any, types: Mapping[str, Any], example: Mapping[str, np.ndarray]) -> dict[str, int]:
@@ -102,10 +77,9 @@ def tensor_bytes(model: Any, types: Mapping[str, Any], example: Mapping[str, np.
     return {name: int(np.asarray(value).nbytes) for name, value in zip(names, session.run(names, dict(example)))}
 
 
-def crossing_cost(model: Any, sizes: Mapping[str, int], free: Collection[str] = ()) -> list[float]:
+def crossing_cost(model: Any, sizes: Mapping[str, int]) -> list[float]:
     """Per node index ``c`` (0 to the node count), what cutting before node ``c`` costs: the bytes (``sizes``) of
-    the tensors made by the nodes before it and read by a node at or after it, each plus ``_PER_TENSOR_BYTES``;
-    nothing for those in ``free`` (made again where read: ``recomputable``)."""
+    the tensors made by the nodes before it and read by a node at or after it, each plus ``_PER_TENSOR_BYTES``."""
     graph = model.graph
     made_at, last_read = {}, {}
     for k, node in enumerate(graph.node):
@@ -116,7 +90,7 @@ def crossing_cost(model: Any, sizes: Mapping[str, int], free: Collection[str] = 
     delta = [0.0] * (len(graph.node) + 2)
     for name, made in made_at.items():
         read = last_read.get(name, -1)
-        if read > made and name not in free:  # crosses every cut c with made < c <= read
+        if read > made:  # crosses every cut c with made < c <= read
             cost = sizes.get(name, 0) + _PER_TENSOR_BYTES
             delta[made + 1] += cost
             delta[read + 1] -= cost
@@ -145,22 +119,18 @@ def _cheapest_cuts(costs: list[float], max_nodes: int, per_cut: float) -> list[i
     return cuts[::-1]
 
 
-def _piece(model: Any, types: dict[str, Any], start: int, stop: int, remade: Mapping[str, list[int]]) -> Any:
-    """The nodes ``start:stop`` of ``model`` as a model of their own (``split_graph``), led by copies of the nodes
-    that make again what it reads of ``remade`` (``recomputable``) from before ``start``."""
+def _piece(model: Any, types: dict[str, Any], start: int, stop: int) -> Any:
+    """The nodes ``start:stop`` of ``model`` as a model of their own (``split_graph``)."""
     from onnx import helper
 
     graph = model.graph
-    own = graph.node[start:stop]
-    made = [name for node in own for name in node.output]
-    read = {name for node in own for name in node.input if name}
-    copies = sorted({k for name in read - set(made) if name in remade for k in remade[name]})
-    nodes = [graph.node[k] for k in copies] + list(own)
+    nodes = graph.node[start:stop]
     defaults = {t.name: t for t in graph.initializer}
     graph_inputs = {v.name for v in graph.input}
     graph_outputs = {v.name for v in graph.output}
     read_later = {name for node in graph.node[stop:] for name in node.input}
-    made_here = {name for node in nodes for name in node.output}
+    made = [name for node in nodes for name in node.output]
+    made_here = set(made)
     inputs: list[str] = []
     for node in nodes:
         for name in node.input:
