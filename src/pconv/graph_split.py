@@ -2,12 +2,12 @@
 grows faster than a graph's node count.
 
 ONNX Runtime Web sets a graph up in a time that grows much faster than its node count: on the project's 2-CPU
-machine the fill's ``finish`` part (1,477 nodes) took 2.0-2.6 s, and the same nodes as three graphs of at most 611
-nodes 0.4-0.8 s together (docs/browser.md). ``split_graph`` cuts a graph at node boundaries: the pieces hold the
+machine the fill's ``finish`` part (1,477 nodes) took 2.0-2.6 s, and the same nodes as three graphs (410 + 567 +
+500) 0.4-0.8 s together (docs/browser.md). ``split_graph`` cuts a graph at node boundaries: the pieces hold the
 graph's own nodes, in its order, and nothing else, so running them in turn, each fed the graph inputs it names and
 the tensors the pieces before it returned, gives the graph's output bit for bit on any runtime that runs each node
-the same way (no node is changed, so no float is). The cuts are chosen where few tensors cross them, since each one
-that does leaves one session and enters the next.
+the same way (no node is changed, so no float is). The cuts are chosen where the fewest bytes cross them (measured
+on an example run), since each tensor that does leaves one session and enters the next.
 
 Every piece keeps the graph's opset, IR version and metadata. A graph input that has a default (an initializer of
 the same name, such as the fill graph's ``smooth``) stays an input, with its default, of each piece that reads it.
