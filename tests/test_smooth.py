@@ -28,10 +28,12 @@ from pconv.smooth import (
     _cross,
     _neighbour_mean,
     continue_edge,
+    crop,
     detail_gate,
     grow,
     hole_box,
     local_std,
+    paste,
     plane_fit,
     pull_push,
     smooth_fill,
@@ -175,10 +177,34 @@ def test_hole_box_holds_every_hole_pixel_with_its_margin() -> None:
     valid = torch.ones(2, 1, 40, 50)
     valid[0, :, 10:12, 30:33] = 0
     valid[1, :, 37:, 2] = 0  # the second image's hole widens the box and reaches the bottom edge
-    rows, cols = hole_box(valid, 3)
-    assert rows.tolist() == list(range(7, 40)) and cols.tolist() == list(range(0, 36))
-    rows, cols = hole_box(torch.ones(1, 1, 9, 7), 3)  # no hole: the whole image
-    assert rows.tolist() == list(range(9)) and cols.tolist() == list(range(7))
+    (top, bottom), (left, right) = hole_box(valid, 3)
+    assert (int(top), int(bottom), int(left), int(right)) == (7, 40, 0, 36)
+    (top, bottom), (left, right) = hole_box(torch.ones(1, 1, 9, 7), 3)  # no hole: the whole image
+    assert (int(top), int(bottom), int(left), int(right)) == (0, 9, 0, 7)
+
+
+def test_crop_and_paste_put_the_box_back_where_it_was() -> None:
+    x = torch.arange(2 * 3 * 9 * 11, dtype=torch.float32).reshape(2, 3, 9, 11)
+    valid = torch.ones(2, 1, 9, 11)
+    valid[1, :, 4, 5:7] = 0
+    box = hole_box(valid, 2)
+    inner = crop(x, box)
+    assert torch.equal(inner, x[..., 2:7, 3:9])
+    assert torch.equal(paste(x, inner, box), x)
+    changed = paste(x, -inner, box)
+    assert torch.equal(changed[..., 2:7, 3:9], -inner) and (changed == x).sum() == x.numel() - inner.numel()
+
+
+def test_grow_with_a_mask_per_group_is_the_mask_repeated_per_channel() -> None:
+    g = torch.Generator().manual_seed(3)
+    values = torch.rand(2, 4, 23, 31, generator=g)
+    masks = (torch.rand(2, 2, 23, 31, generator=g) > 0.4).float()
+    masks[:, :, 5:15, 8:20] = 0
+    repeated = masks[:, [0, 0, 0, 1]]
+    grown, depth = grow(values, masks, 6, groups=(3, 1))
+    expected, expected_depth = grow(values, repeated, 6)
+    assert torch.equal(grown, expected) and torch.equal(depth, expected_depth[:, [0, 3]])
+    assert (depth == 3).any()  # it really grew ring by ring
 
 
 @pytest.mark.parametrize("seed", range(6))

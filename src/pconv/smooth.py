@@ -76,6 +76,7 @@ EDGE_MARGIN = EDGE_KERNEL // 2 + STD_WINDOW // 2  # px around the hole that the 
 LEVELS = 11  # pyramid levels of pull-push: enough to reach 1 px from 2048 px
 RELAX = 4  # neighbour-mean relaxations of the hole at each pyramid level
 _EPS = 1e-6
+Box = tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]  # ((top, bottom), (left, right)): rows and columns
 
 
 def plane_fit(image: Tensor, valid_mask: Tensor) -> Tensor:
@@ -297,28 +298,38 @@ def blend_spreading(
     return continue_edge(blended, image, valid_mask, smooth=smooth, plane=plane), spread[:, c + 1 :]
 
 
-def grow(values: Tensor, valid_mask: Tensor, steps: int, *, kernel: int = EDGE_KERNEL) -> tuple[Tensor, Tensor]:
+def grow(
+    values: Tensor, valid_mask: Tensor, steps: int, *, kernel: int = EDGE_KERNEL, groups: tuple[int, ...] | None = None
+) -> tuple[Tensor, Tensor]:
     """Grow ``values`` into the hole one ring at a time ("onion peel"): each new pixel is the mean of the known or
     already grown pixels in its ``kernel`` x ``kernel`` window.
 
     Args:
         values: (N, C, H, W); values under the hole are never read.
         valid_mask: (N, 1, H, W) in {0, 1}, 1 = known, for every channel; or (N, C, H, W), one per channel (each
-            channel grows on its own either way, so several growths can run as one call).
+            channel grows on its own either way, so several growths can run as one call); or (N, G, H, W), one per
+            group of channels (``groups``).
         steps: rings to grow.
+        groups: with a mask per group, how many channels of ``values`` each mask channel is for, in order (they sum
+            to C): the same floats as that mask repeated for each channel, its windows averaged once.
     Returns:
         ``(grown, depth)``: grown (N, C, H, W), the known values kept and the first ``steps`` rings filled (0 beyond);
-        depth (N, 1, H, W), or (N, C, H, W) with one mask per channel: 0 on known pixels, k on the k-th ring,
-        ``steps + 1`` beyond the last.
+        depth (N, 1, H, W), or (N, C, H, W) / (N, G, H, W) with one mask per channel / group: 0 on known pixels,
+        k on the k-th ring, ``steps + 1`` beyond the last.
     """
     pad = kernel // 2
-    grown, have = values * valid_mask, valid_mask
+    if groups is None:
+        per_channel = lambda t: t  # noqa: E731 - broadcast as it is
+    else:  # each group's mask repeated for its channels: one gather
+        index = torch.tensor([g for g, size in enumerate(groups) for _ in range(size)], device=values.device)
+        per_channel = lambda t: t.index_select(1, index)  # noqa: E731
+    grown, have = values * per_channel(valid_mask), valid_mask
     depth = torch.zeros_like(valid_mask)
     for ring in range(1, steps + 1):
         total = F.avg_pool2d(grown, kernel, stride=1, padding=pad, count_include_pad=False)
         mass = F.avg_pool2d(have, kernel, stride=1, padding=pad, count_include_pad=False)
         new = (mass > 0).to(values.dtype) * (1 - have)  # hole pixels with a known or grown neighbour
-        grown = grown + new * total / mass.clamp(min=_EPS)
+        grown = grown + per_channel(new) * total / per_channel(mass.clamp(min=_EPS))
         have = have + new
         depth = depth + new * ring
     return grown, depth + (1 - have) * (steps + 1)
@@ -358,9 +369,9 @@ def continue_edge(
         plane = plane_fit(image * valid_mask, valid_mask)
     # Only the hole's surroundings are read: the work runs on the box around the hole (the same floats, a fraction
     # of the pixels for a brush stroke), and every pixel outside it keeps the prediction, as the weight 0 would.
-    rows, cols = hole_box(valid_mask, EDGE_MARGIN)
-    inside = [crop(t, rows, cols) for t in (prediction, image, valid_mask, plane)]
-    return paste(prediction, _continue_edge(*inside, smooth=smooth), rows, cols)
+    box = hole_box(valid_mask, EDGE_MARGIN)
+    inside = [crop(t, box) for t in (prediction, image, valid_mask, plane)]
+    return paste(prediction, _continue_edge(*inside, smooth=smooth), box)
 
 
 def _continue_edge(
@@ -371,8 +382,8 @@ def _continue_edge(
     # The residual from the plane and the spread (from the known pixels with a trustworthy window) grown as one, on
     # C + 1 channels each with its own mask: the same floats as two calls, half the graph's nodes.
     c = int(image.shape[1])
-    masks = torch.cat([valid_mask.expand(-1, c, -1, -1), valid_mask * seen], dim=1)  # (N, C + 1, H, W)
-    grown, depths = grow(torch.cat([image - plane, spread], dim=1), masks, EDGE_STEPS)
+    masks = torch.cat([valid_mask, valid_mask * seen], dim=1)  # (N, 2, H, W): for the C colours, for the spread
+    grown, depths = grow(torch.cat([image - plane, spread], dim=1), masks, EDGE_STEPS, groups=(c, 1))
     continued, spread, depth = plane + grown[:, :c], grown[:, c:], depths[:, :1]
     calm = ((STD_HIGH - spread) / (STD_HIGH - STD_LOW)).clamp(0, 1)
     reach = torch.exp((1 - depth) / EDGE_REACH) * (depth <= EDGE_STEPS).to(image.dtype) * (1 - valid_mask)
@@ -382,37 +393,39 @@ def _continue_edge(
     return prediction * (1 - weight) + continued * weight
 
 
-def hole_box(valid_mask: Tensor, margin: int) -> tuple[Tensor, Tensor]:
-    """The rows and columns of the smallest box holding every hole pixel of the batch, widened by ``margin`` px on
-    each side and clipped to the image (the whole image when there is no hole).
+def hole_box(valid_mask: Tensor, margin: int) -> Box:
+    """The smallest box holding every hole pixel of the batch, widened by ``margin`` px on each side and clipped to
+    the image (the whole image when there is no hole).
 
     Args:
         valid_mask: (N, 1, H, W) in [0, 1], 1 = known; any value under 1 counts as hole.
         margin: px added on each side.
     Returns:
-        ``(rows, cols)``: (h,) and (w,) int64, consecutive indices (dynamic sizes in a traced graph).
+        ``((top, bottom), (left, right))``: () int64 tensors, rows ``top:bottom`` and columns ``left:right``
+        (dynamic in a traced graph).
     """
 
-    def span(hole: Tensor) -> Tensor:  # (L,) > 0 where the line holds a hole pixel -> its indices, widened
+    def span(hole: Tensor) -> tuple[Tensor, Tensor]:  # (L,) > 0 where the line holds a hole pixel
         size = hole.shape[0]
         first = hole.argmax()  # the first hole pixel's index (0 when there is none: then the box is the image)
         last = size - 1 - hole.flip(0).argmax()  # the last one's (size - 1 when there is none)
-        return torch.arange((first - margin).clamp(min=0), (last + margin + 1).clamp(max=size), device=hole.device)
+        return (first - margin).clamp(min=0), (last + margin + 1).clamp(max=size)
 
     hole = (valid_mask[:, 0] < 1).to(valid_mask.dtype)  # (N, H, W), 1 = hole (or a weight under 1)
     return span(hole.amax(dim=(0, 2))), span(hole.amax(dim=(0, 1)))
 
 
-def crop(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """(N, C, h, w): the box ``rows`` x ``cols`` (``hole_box``) of ``x`` (N, C, H, W)."""
-    return x.index_select(-2, rows).index_select(-1, cols)
+def crop(x: Tensor, box: Box) -> Tensor:
+    """(N, C, h, w): the box (``hole_box``) of ``x`` (N, C, H, W), as slices (a copy in ONNX Runtime, no gather)."""
+    (top, bottom), (left, right) = box
+    return x[..., top:bottom, left:right]
 
 
-def paste(x: Tensor, box: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """(N, C, H, W): ``x`` with the box ``rows`` x ``cols`` replaced by ``box`` (N, C, h, w)."""
-    band = x.index_select(-2, rows)  # (N, C, h, W): the box's rows, its columns replaced, then put back
-    band = band.scatter(-1, cols.expand_as(box), box)
-    return x.scatter(-2, rows[:, None].expand_as(band), band)
+def paste(x: Tensor, inner: Tensor, box: Box) -> Tensor:
+    """(N, C, H, W): ``x`` with the box (``hole_box``) replaced by ``inner`` (N, C, h, w), joined from slices."""
+    (top, bottom), (left, right) = box
+    band = torch.cat([x[..., top:bottom, :left], inner, x[..., top:bottom, right:]], dim=-1)  # (N, C, h, W)
+    return torch.cat([x[..., :top, :], band, x[..., bottom:, :]], dim=-2)
 
 
 def local_std(image: Tensor, valid_mask: Tensor, *, window: int = STD_WINDOW) -> tuple[Tensor, Tensor]:

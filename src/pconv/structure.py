@@ -65,6 +65,7 @@ ONE_SIDED = 1.0  # the weight of a ray's end where the other way finds no known 
 ONE_SIDED_REACH = 24.0  # px: ... falling by 1/e every ONE_SIDED_REACH px from the hole's edge
 # (all chosen on every 4th validation photo, 324 cases: docs/model_history.md, version 10)
 _EPS = 1e-6
+_RAY_PAD = RAY_STEPS + 2  # px of zeros around the known-corner map: a ray's step (|u| <= 1, a float's width more)
 
 
 def structure_tensor(image: Tensor, valid_mask: Tensor, *, window: int = TENSOR_WINDOW) -> tuple[Tensor, Tensor]:
@@ -98,11 +99,11 @@ def orientation(spread: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The dominant direction of a structure tensor (``structure_tensor``, spread into the hole by pull-push).
 
     Args:
-        spread: (N, 3, H, W), ``Jxx, Jxy, Jyy``.
+        spread: (N, 3, H, W), ``Jxx, Jxy, Jyy``; or (P, 3), at P pixels (``continue_structure``: the hole's).
     Returns:
         ``(direction, coherence, energy)``: direction (N, 2, H, W), the unit isophote vector (x, y) (along the
         structure, across its gradient); coherence (N, 1, H, W) in [0, 1], ``(l1 - l2) / (l1 + l2)``; energy
-        (N, 1, H, W), the root of the trace, in 8-bit levels per pixel.
+        (N, 1, H, W), the root of the trace, in 8-bit levels per pixel (with (P, 3): (P, 2), (P, 1), (P, 1)).
     """
     jxx, jxy, jyy = spread[:, :1], spread[:, 1:2], spread[:, 2:]
     root = ((jxx - jyy) ** 2 + 4 * jxy * jxy).sqrt()
@@ -138,26 +139,30 @@ def continue_structure(
     if spread is None:
         tensor, seen = structure_tensor(image, valid_mask)
         spread = pull_push(tensor, seen)
-    direction, coherence, energy = orientation(spread)
-    gate = _ramp(coherence, COHERENCE_LOW, COHERENCE_HIGH) * _ramp(energy, ENERGY_LOW, ENERGY_HIGH)
     # Per hole pixel, as flat indices into (N * H * W): the rays are traced only there.
-    flat = lambda t: t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])  # noqa: E731 - (N, K, H, W) -> (N*H*W, K)
-    hole = torch.nonzero(flat(valid_mask)[:, 0] < 0.5).flatten()  # (P,)
-    per_pixel = flat(torch.cat([direction, gate], 1)).index_select(0, hole)  # (P, 3)
+    hole = torch.nonzero(valid_mask.reshape(-1) < 0.5).flatten()  # (P,)
     plane = h * w
-    base = torch.div(hole, plane, rounding_mode="floor") * plane
-    y = torch.div(hole - base, w, rounding_mode="floor").to(image.dtype)
-    x = (hole - base - y.long() * w).to(image.dtype)
-    # 1 where the 2x2 neighbourhood whose top-left pixel this is lies inside the image and is all known
+    which = torch.div(hole, plane, rounding_mode="floor")  # (P,) the pixel's image in the batch
+    base = which * plane
+    inner = hole - base  # (P,) y * W + x
+    direction, coherence, energy = orientation(_at(spread, base, inner))  # (P, 2), (P, 1), (P, 1): at the holes only
+    gate = _ramp(coherence, COHERENCE_LOW, COHERENCE_HIGH) * _ramp(energy, ENERGY_LOW, ENERGY_HIGH)
+    y = torch.div(inner, w, rounding_mode="floor").to(image.dtype)
+    x = (inner - y.long() * w).to(image.dtype)
+    # 1 where the 2x2 neighbourhood whose top-left pixel this is lies inside the image and is all known; padded with
+    # zeros by more than a ray's length, so a step outside the image reads 0 without a test
     inside = F.pad(valid_mask[..., 1:, 1:] * valid_mask[..., :-1, 1:] * valid_mask[..., 1:, :-1], (0, 1, 0, 1))
-    corner_known = flat(inside * valid_mask)[:, 0]  # (N*H*W,)
-    colours = flat(image * valid_mask)  # (N*H*W, C)
-    ends = []
-    for sign in (1.0, -1.0):
-        ux, uy = per_pixel[:, :1] * sign, per_pixel[:, 1:2] * sign  # (P, 1)
-        t, found = _first_known(corner_known, base, x, y, ux, uy, w, h)
-        ends.append((t, found, _bilinear(colours, base, x + t[:, 0] * ux[:, 0], y + t[:, 0] * uy[:, 0], w, h)))
-    (ta, found_a, va), (tb, found_b, vb) = ends
+    corner_known = F.pad(inside * valid_mask, (_RAY_PAD,) * 4).reshape(-1)  # (N * (H + 2R) * (W + 2R),)
+    wide = w + 2 * _RAY_PAD
+    origin = which * ((h + 2 * _RAY_PAD) * wide) + _RAY_PAD * (wide + 1)
+    colours = (image * valid_mask).permute(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C)
+    # Both ways at once: the rays along +u, then those along -u, as one batch of 2P (half the graph's nodes).
+    two = lambda t: torch.cat([t, t])  # noqa: E731 - (P, ...) -> (2P, ...)
+    ux, uy = (torch.cat([u, u * -1.0]) for u in (direction[:, :1], direction[:, 1:]))  # (2P, 1) each
+    t, found = _first_known(corner_known, two(origin), wide, two(x), two(y), ux, uy)  # (2P, 1) each
+    ends = _bilinear(colours, two(base), two(x) + t[:, 0] * ux[:, 0], two(y) + t[:, 0] * uy[:, 0], w, h)  # (2P, C)
+    count = hole.shape[0]  # P (dynamic in a traced graph: slices, not split)
+    (ta, tb), (found_a, found_b), (va, vb) = ((u[:count], u[count:]) for u in (t, found, ends))
     both = (found_a & found_b).to(image.dtype)  # (P, 1)
     # both ends known: the interpolation along the ray; one only (the other ray left the image or ran out of steps):
     # that end's value, with the weight ONE_SIDED
@@ -165,23 +170,37 @@ def continue_structure(
     agree = 1 - _ramp((va - vb).abs().amax(dim=1, keepdim=True) * 255, AGREE_LOW, AGREE_HIGH) * both
     one_side = torch.exp((1 - torch.where(found_a, ta, tb)) / ONE_SIDED_REACH)  # falls with the distance to it
     reached = both + ONE_SIDED * one_side * (found_a | found_b).to(image.dtype) * (1 - both)
-    weight = strength * per_pixel[:, 2:] * agree * reached  # (P, 1)
-    out = flat(prediction)
-    mixed = out.index_select(0, hole) * (1 - weight) + along * weight
-    out = out.index_put((hole,), mixed)
-    return out.reshape(n, h, w, c).permute(0, 3, 1, 2)
+    weight = strength * gate * agree * reached  # (P, 1)
+    at = _flat_index(base, inner, c, plane)  # (P, C) into prediction.reshape(-1)
+    mixed = prediction.reshape(-1)[at] * (1 - weight) + along * weight
+    return prediction.reshape(-1).index_put((at.reshape(-1),), mixed.reshape(-1)).reshape(n, c, h, w)
+
+
+def _flat_index(base: Tensor, inner: Tensor, channels: int, plane: int) -> Tensor:
+    """(P, K): the flat indices into an (N, K, H, W) tensor of the pixels ``base + inner`` of an (N, H, W) one
+    (``base`` the image's first pixel, ``inner`` y * W + x; both (P,)), one per channel."""
+    offsets = torch.arange(channels, device=base.device) * plane  # (K,)
+    return (base * channels + inner)[:, None] + offsets
+
+
+def _at(t: Tensor, base: Tensor, inner: Tensor) -> Tensor:
+    """(P, K): the values of ``t`` (N, K, H, W) at the pixels ``base + inner`` (as ``_flat_index``)."""
+    return t.reshape(-1)[_flat_index(base, inner, int(t.shape[1]), t.shape[-2] * t.shape[-1])]  # C: a constant
 
 
 def _first_known(
-    corner_known: Tensor, base: Tensor, x: Tensor, y: Tensor, ux: Tensor, uy: Tensor, w: int, h: int
+    corner_known: Tensor, origin: Tensor, wide: int, x: Tensor, y: Tensor, ux: Tensor, uy: Tensor
 ) -> tuple[Tensor, Tensor]:
     """The first step t in 1..RAY_STEPS from (x, y) along (ux, uy) whose 2x2 neighbourhood is known.
 
     ``RAY_CHUNK`` steps at a time, so memory stays at (P, RAY_CHUNK) per tensor however long the rays.
 
     Args:
-        corner_known: (N*H*W,) 1 where the 2x2 neighbourhood with that top-left pixel is inside and known.
-        base: (P,) the flat index of each pixel's image; x, y: (P,) its position; ux, uy: (P, 1) the direction.
+        corner_known: (N * (H + 2R) * (W + 2R),) 1 where the 2x2 neighbourhood with that top-left pixel is inside
+            and known, each image padded with ``_RAY_PAD`` (R) zeros on every side.
+        origin: (P,) the flat index in ``corner_known`` of pixel (0, 0) of each hole pixel's image; ``wide`` the
+            padded width, W + 2R.
+        x, y: (P,) each pixel's position; ux, uy: (P, 1) the direction.
     Returns:
         ``(t, found)``, both (P, 1): the step (as a float; ``RAY_STEPS + 1`` where none is) and whether one is.
     """
@@ -190,10 +209,8 @@ def _first_known(
     for start in range(0, RAY_STEPS, RAY_CHUNK):
         steps = torch.arange(start + 1, min(start + RAY_CHUNK, RAY_STEPS) + 1, dtype=x.dtype, device=x.device)
         qx, qy = x[:, None] + steps * ux, y[:, None] + steps * uy  # (P, S)
-        x0, y0 = qx.floor(), qy.floor()
-        ok = (x0 >= 0) & (y0 >= 0) & (x0 <= w - 2) & (y0 <= h - 2)
-        at = base[:, None] + y0.clamp(0, h - 2).long() * w + x0.clamp(0, w - 2).long()  # (P, S)
-        hit = (corner_known[at] > 0.5) & ok
+        at = origin[:, None] + qy.floor().long() * wide + qx.floor().long()  # (P, S), in the padding outside
+        hit = corner_known[at] > 0.5
         first = hit.to(x.dtype).argmax(dim=1, keepdim=True) + (start + 1)  # (P, 1): this chunk's first hit
         new = hit.any(dim=1, keepdim=True) & ~found
         t = torch.where(new, first.to(x.dtype), t)
