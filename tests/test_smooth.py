@@ -304,3 +304,61 @@ def test_smooth_off_gives_the_network_fill(shipped: Inpainter) -> None:
     assert np.array_equal(shipped.inpaint(flat, hole), flat)
     raw = Inpainter(smooth=False).inpaint(flat, hole)
     assert np.abs(raw.astype(int) - flat)[hole > 0].max() > 2  # what the blend repairs: the network alone is off
+
+
+class _BoxedPullPush(torch.nn.Module):
+    """pull_push of two channels, the first weighted by the hole mask, on the hole's box or everywhere."""
+
+    def __init__(self, boxed: bool) -> None:
+        super().__init__()
+        self.boxed = boxed
+
+    def forward(self, values: torch.Tensor, weights: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return pull_push(values, weights, box=hole_box(valid, 0) if self.boxed else None)
+
+
+def _boxed_cases(count: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(values, weights, valid): random sizes (odd ones too), a hole of a few px, and a second weight channel under
+    1 everywhere, so the pyramid's cells along the box's edges are not fixed (where a short margin shows)."""
+    g = torch.Generator().manual_seed(7)
+    cases = []
+    for _ in range(count):
+        h, w = (int(v) for v in torch.randint(20, 200, (2,), generator=g))
+        valid = torch.ones(1, 1, h, w)
+        y, x = int(torch.randint(0, h - 10, (1,), generator=g)), int(torch.randint(0, w - 10, (1,), generator=g))
+        valid[..., y : y + 6, x : x + 9] = 0
+        weights = torch.cat([valid, torch.rand(1, 1, h, w, generator=g) * 0.5], 1)
+        cases.append((torch.rand(1, 2, h, w, generator=g), weights, valid))
+    return cases
+
+
+def test_pull_push_on_the_box_is_the_whole_computation_in_onnx_runtime(tmp_path: Path) -> None:
+    # The finest levels pushed on the hole's box (the fill graph's form): the same floats in every hole pixel as the
+    # whole levels, in ONNX Runtime (a margin one cell short differs in most of these cases)
+    import onnxruntime as ort
+
+    sessions = []
+    for boxed in (False, True):
+        path = tmp_path / f"boxed{boxed}.onnx"
+        example = _boxed_cases(1)[0]
+        names = ["values", "weights", "valid"]
+        dims = {n: {2: "h", 3: "w"} for n in names}
+        torch.onnx.export(_BoxedPullPush(boxed), example, str(path), dynamo=False, input_names=names, dynamic_axes=dims)
+        sessions.append(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]))
+    boxes_smaller = 0
+    for values, weights, valid in _boxed_cases(20):
+        feed = {"values": values.numpy(), "weights": weights.numpy(), "valid": valid.numpy()}
+        whole, boxed = (s.run(None, {i.name: feed[i.name] for i in s.get_inputs()})[0] for s in sessions)
+        hole = np.broadcast_to(valid.numpy() < 1, whole.shape)
+        assert np.array_equal(whole[hole], boxed[hole])
+        boxes_smaller += not np.array_equal(whole, boxed)  # outside the box: each pixel's own average
+    assert boxes_smaller >= 15  # the box was smaller than the image in most cases
+
+
+def test_pull_push_on_the_box_in_eager_pytorch_is_the_whole_computation_to_float_rounding() -> None:
+    # PyTorch's bilinear upsampling of a box rounds some values in the last bit unlike the whole level's
+    for values, weights, valid in _boxed_cases(10):
+        whole = pull_push(values, weights)
+        boxed = _BoxedPullPush(True)(values, weights, valid)
+        hole = (valid < 1).expand_as(whole)
+        torch.testing.assert_close(boxed[hole], whole[hole], rtol=0, atol=1e-6)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pconv import Inpainter
-from pconv.smooth import blend, blend_spreading, pull_push
+from pconv.smooth import blend, blend_spreading, hole_box, pull_push
 from pconv.structure import continue_structure, finish_fill, orientation, structure_tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -98,7 +98,7 @@ def test_finish_fill_is_the_blend_then_the_structure_with_one_pull_push() -> Non
     tensor, seen = structure_tensor(image, valid)
     blended, spread = blend_spreading(prediction, image, valid, tensor, seen.expand(-1, 3, -1, -1))
     assert torch.equal(blended, blend(prediction, image, valid))  # extra channels change nothing of the blend
-    assert torch.equal(spread, pull_push(tensor, seen))
+    assert torch.equal(spread, pull_push(tensor, seen, box=hole_box(valid, 0)))  # spread for the hole's box
     expected = continue_structure(blend(prediction, image, valid), image, valid)
     assert torch.equal(finish_fill(prediction, image, valid), expected)
     assert torch.equal(finish_fill(prediction, image, valid, smooth=0.0), prediction)

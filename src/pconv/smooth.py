@@ -75,6 +75,7 @@ EDGE_MARGIN = EDGE_KERNEL // 2 + STD_WINDOW // 2  # px around the hole that the 
 # reach and looser agreement lower the smooth-area error and l1 but cost PSNR: docs/model_history.md, version 9)
 LEVELS = 11  # pyramid levels of pull-push: enough to reach 1 px from 2048 px
 RELAX = 4  # neighbour-mean relaxations of the hole at each pyramid level
+PUSH_BOX_LEVELS = 2  # the finest levels that ``pull_push(box=...)`` pushes on the box alone (most of the work)
 _EPS = 1e-6
 Box = tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]  # ((top, bottom), (left, right)): rows and columns
 
@@ -121,7 +122,9 @@ def _coords(like: Tensor, n: int, axis: int) -> Tensor:
     return coords.reshape(1, 1, -1, 1) if axis == -2 else coords.reshape(1, 1, 1, -1)
 
 
-def pull_push(values: Tensor, weights: Tensor, *, levels: int = LEVELS, relax: int = RELAX) -> Tensor:
+def pull_push(
+    values: Tensor, weights: Tensor, *, levels: int = LEVELS, relax: int = RELAX, box: Box | None = None
+) -> Tensor:
     """Spread ``values`` from where ``weights`` is 1 to where it is 0: a smooth, bounded fill.
 
     Pull: a pyramid of weighted 2x2 averages (partial cells at odd sizes count what they hold). Push: from the
@@ -133,6 +136,9 @@ def pull_push(values: Tensor, weights: Tensor, *, levels: int = LEVELS, relax: i
         values: (N, C, H, W).
         weights: (N, 1, H, W) in [0, 1], 1 = known, for every channel; or (N, C, H, W), one per channel (each
             channel is spread on its own either way, so several spreads can run as one call).
+        box: only this box's values are wanted (``hole_box``): the finest ``PUSH_BOX_LEVELS`` levels are pushed on
+            the box (widened by what it reads) instead of the whole level, the same floats inside the box; outside
+            it the result is each pixel's own average. None: everywhere.
     Returns:
         (N, C, H, W), within the range of the known values.
     """
@@ -141,18 +147,60 @@ def pull_push(values: Tensor, weights: Tensor, *, levels: int = LEVELS, relax: i
         sums.append(F.avg_pool2d(sums[-1], 2, ceil_mode=True))
         mass.append(F.avg_pool2d(mass[-1], 2, ceil_mode=True))
     estimate = sums[-1] / mass[-1].clamp(min=_EPS)
+    regions = [] if box is None else _push_regions(box, sums, relax)  # the finest levels' boxes
     # Exported to ONNX, the neighbour means are one convolution each (a dozen nodes fewer: the graph loads faster);
     # in eager PyTorch the slices are faster (a 3x3 depthwise convolution is slow on the CPU).
     cross = _cross(values) if torch.onnx.is_in_onnx_export() else None
     for level in reversed(range(levels)):
-        coarse = F.interpolate(estimate, size=sums[level].shape[-2:], mode="bilinear", align_corners=False)
-        own = sums[level] / mass[level].clamp(min=_EPS)
-        keep = mass[level].clamp(0, 1)
+        if level >= len(regions):  # the whole level
+            size, level_sums, level_mass = sums[level].shape[-2:], sums[level], mass[level]
+        else:  # the level's box, and the half of it that it reads of the level below (whole, or its own box)
+            here = regions[level]
+            (top, bottom), (left, right) = here
+            level_sums, level_mass = crop(sums[level], here), crop(mass[level], here)
+            size = level_sums.shape[-2:]
+            (rows, _), (cols, _) = regions[level + 1] if level + 1 < len(regions) else ((0, 0), (0, 0))
+            half = lambda v: torch.div(v, 2, rounding_mode="trunc")  # noqa: E731 - of v >= 0: floor, as one node
+            estimate = estimate[
+                ..., half(top) - rows : half(bottom + 1) - rows, half(left) - cols : half(right + 1) - cols
+            ]
+        coarse = F.interpolate(estimate, size=size, mode="bilinear", align_corners=False)
+        own = level_sums / level_mass.clamp(min=_EPS)
+        keep = level_mass.clamp(0, 1)
         estimate = keep * own + (1 - keep) * coarse
         border = None if cross is None else _border_share(estimate, cross)
         for _ in range(relax):
             estimate = keep * own + (1 - keep) * _neighbour_mean(estimate, cross, border)
+    if regions:  # the finest level's box back in place, each pixel's own average around it
+        estimate = paste(sums[0] / mass[0].clamp(min=_EPS), estimate, regions[0])
     return estimate
+
+
+def _push_regions(box: Box, sums: list[Tensor], relax: int) -> list[Box]:
+    """The box each of the finest ``PUSH_BOX_LEVELS`` levels of ``pull_push`` is pushed on, finest first.
+
+    A level's box holds what the finer level's box reads (its half, rounded out), widened by ``relax`` + 1 cells:
+    the relaxations spoil one cell per step inward from a box's edge and the upsampling one more; rounded out to
+    even bounds, so the bilinear upsampling of half the box is exactly the whole level's; and the whole level where
+    its size is odd (the upsampling's scale is then not 2) or the box reaches past it.
+    """
+    margin = relax + 1
+    regions, need = [], box
+    for level in range(min(PUSH_BOX_LEVELS, len(sums) - 1)):
+        axes = []
+        for axis, (start, stop) in enumerate(need):
+            size = sums[level].shape[-2 + axis]
+            odd = torch.as_tensor(size % 2 == 1)
+            # (every bound is >= 0: a truncating division rounds down, and exports as one node)
+            start = torch.div((start - margin).clamp(min=0), 2, rounding_mode="trunc") * 2
+            stop = (torch.div(stop + margin + 1, 2, rounding_mode="trunc") * 2).clamp(max=size)
+            zero = torch.zeros_like(start)
+            axes.append((torch.where(odd, zero, start), torch.where(odd, zero + size, stop)))
+        regions.append(tuple(axes))
+        need = tuple(
+            (torch.div(a, 2, rounding_mode="trunc"), torch.div(b + 1, 2, rounding_mode="trunc")) for a, b in axes
+        )
+    return regions
 
 
 def _neighbour_mean(x: Tensor, cross: Tensor | None = None, border: Tensor | None = None) -> Tensor:
@@ -291,6 +339,7 @@ def blend_spreading(
     spread = pull_push(
         torch.cat([(known - plane) * valid_mask, local * seen, values], dim=1),
         torch.cat([valid_mask.expand(-1, c, -1, -1), seen, weights], dim=1),
+        box=hole_box(valid_mask, 0),  # only the hole pixels' values are used
     )
     gate = _gate(spread[:, c : c + 1], GATE_LOW, GATE_HIGH)  # as detail_gate(image, valid_mask)
     share = 1 - smooth * (1 - gate)  # the network's share: the gate, or 1 with smooth = 0

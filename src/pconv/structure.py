@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pconv.smooth import blend_spreading, pull_push
+from pconv.smooth import blend_spreading, hole_box, pull_push
 
 __all__ = [
     "AGREE_HIGH",
@@ -138,7 +138,7 @@ def continue_structure(
     n, c, h, w = image.shape
     if spread is None:
         tensor, seen = structure_tensor(image, valid_mask)
-        spread = pull_push(tensor, seen)
+        spread = pull_push(tensor, seen, box=hole_box(valid_mask, 0))  # read at the hole pixels only
     # Per hole pixel, as flat indices into (N * H * W): the rays are traced only there.
     hole = torch.nonzero(valid_mask.reshape(-1) < 0.5).flatten()  # (P,)
     plane = h * w
