@@ -157,10 +157,10 @@ def continue_structure(
     origin = which * ((h + 2 * _RAY_PAD) * wide) + _RAY_PAD * (wide + 1)
     colours = (image * valid_mask).permute(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C)
     # Both ways at once: the rays along +u, then those along -u, as one batch of 2P (half the graph's nodes).
-    two = lambda t: torch.cat([t, t])  # noqa: E731 - (P, ...) -> (2P, ...)
+    x2, y2, origin2, base2 = (torch.cat([t, t]) for t in (x, y, origin, base))  # (2P,) each
     ux, uy = (torch.cat([u, u * -1.0]) for u in (direction[:, :1], direction[:, 1:]))  # (2P, 1) each
-    t, found = _first_known(corner_known, two(origin), wide, two(x), two(y), ux, uy)  # (2P, 1) each
-    ends = _bilinear(colours, two(base), two(x) + t[:, 0] * ux[:, 0], two(y) + t[:, 0] * uy[:, 0], w, h)  # (2P, C)
+    t, found = _first_known(corner_known, origin2, wide, x2, y2, ux, uy)  # (2P, 1) each
+    ends = _bilinear(colours, base2, x2 + t[:, 0] * ux[:, 0], y2 + t[:, 0] * uy[:, 0], w, h)  # (2P, C)
     count = hole.shape[0]  # P (dynamic in a traced graph: slices, not split)
     (ta, tb), (found_a, found_b), (va, vb) = ((u[:count], u[count:]) for u in (t, found, ends))
     both = (found_a & found_b).to(image.dtype)  # (P, 1)
