@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _results import markers, write_section  # noqa: E402
 
 BENCHMARKS_WRITING_RESULTS = (
+    "bench_batch_size.py",
     "bench_browser.py",
     "bench_cpu_train_precision.py",
     "bench_light_inference.py",

@@ -61,6 +61,23 @@ def test_readme_is_a_short_front_page_whose_links_resolve() -> None:
         assert command in readme
 
 
+# What a reader sees of a Markdown page: no code, code spans, link targets or reference-link names.
+_NOT_PROSE = re.compile(r"```.*?```|`[^`\n]*`|\]\([^)]*\)|\]\[[^\]]*\]", re.S)
+# An unfilled placeholder: a name in capitals with underscores (FILL_TIME) or a to-do mark, outside code.
+_PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]+(?:_[A-Z0-9]+)+\b|\b(?:TODO|TBD|FIXME|XXX)\b")
+
+
+def test_pages_hold_no_unfilled_placeholder() -> None:
+    pages = [REPO / "README.md", REPO / "CHANGELOG.md", REPO / "src/pconv/weights/MODEL_CARD.md"]
+    pages += sorted((REPO / "docs").rglob("*.md"))
+    found = [
+        f"{page.relative_to(REPO)}: {match}"
+        for page in pages
+        for match in _PLACEHOLDER.findall(_NOT_PROSE.sub(" ", page.read_text(encoding="utf-8")))
+    ]
+    assert not found, f"placeholders left in the prose (fill them or quote the name as code): {found}"
+
+
 def test_readme_python_quick_start_runs_and_fills_only_the_hole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

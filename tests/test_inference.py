@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from pconv.config import ModelConfig
-from pconv.inference import Inpainter, flip_averaged, plan_windows, resize_hole_mask, shift_averaged
+from pconv.inference import DEFAULT_BATCH, Inpainter, flip_averaged, plan_windows, resize_hole_mask, shift_averaged
 from pconv.model import PConvUNet, save_weights
 
 TINY = ModelConfig(depth=4, width=0.125)
@@ -377,3 +377,17 @@ def test_bad_settings_error_names_only_the_wrong_ones() -> None:
         ValueError, match=r"^bad settings: max_side=8 \(must be >= 16\), threshold=255 \(must be 0\.\.254\)$"
     ):
         Inpainter(predictor=lambda x, m: x, max_side=8, threshold=255)
+
+
+def test_batch_size_defaults_by_the_device_the_network_runs_on(model: PConvUNet) -> None:
+    class OnGpu:  # a predictor that says it runs on a GPU (the attribute Inpainter.device reads)
+        device = "cuda:1"
+
+        def __call__(self, image: np.ndarray, valid_mask: np.ndarray) -> np.ndarray:
+            return image
+
+    assert Inpainter(model=model, device="cpu").batch_size == DEFAULT_BATCH["cpu"] == 1
+    assert Inpainter(predictor=OnGpu()).batch_size == DEFAULT_BATCH["cuda"]
+    assert Inpainter(predictor=OnGpu(), batch_size=3).batch_size == 3
+    with pytest.raises(ValueError, match=r"^bad settings: batch_size=0 \(must be >= 1\)$"):
+        Inpainter(predictor=OnGpu(), batch_size=0)

@@ -39,10 +39,6 @@ if TYPE_CHECKING:
     from pconv.inference import Inpainter
 
 
-# --batch-size by device type: a GPU needs many images at once to be busy; on the CPU a few images at once
-# already beat one at a time (benchmarks/RESULTS.md, scale-out); larger batches hold more memory.
-DEFAULT_BATCH = {"cpu": 4, "cuda": 16}
-
 HELP = "Fill the holes of an image (or a folder of images) given a mask (white = hole); any size, metadata kept."
 
 
@@ -86,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     """Options for folders: batching, file threads, CPU threads and restarts (docs/scale_out.md)."""
+    from pconv.inference import DEFAULT_BATCH
+
     parser.add_argument(
         "--skip-existing",
         action="store_true",
@@ -154,9 +152,7 @@ def _set_up(args: argparse.Namespace, ranks: Ranks) -> tuple[list[Job], list[tup
     args.device = rank_device(args.device, ranks)
     args.threads = rank_threads(ranks, args.threads)
     inpainter = _build_inpainter(args)
-    if args.batch_size is None:  # by the device the backend chose
-        inpainter.batch_size = DEFAULT_BATCH.get(str(inpainter.device).split(":")[0], DEFAULT_BATCH["cpu"])
-    args.batch_size = inpainter.batch_size
+    args.batch_size = inpainter.batch_size  # None given: by the device the backend chose (DEFAULT_BATCH)
     if args.image.is_dir():
         _make_folder(args.output)  # last: an error before leaves no empty folder behind
     return jobs, failures, inpainter
@@ -439,7 +435,7 @@ def _build_inpainter(args: argparse.Namespace) -> Inpainter:
         flip_average=args.flip_average,
         shift_average=args.shift_average,
         smooth=args.smooth,
-        batch_size=args.batch_size or DEFAULT_BATCH["cpu"],
+        batch_size=args.batch_size,
         threads=args.threads,
     )
     return Inpainter(model_file(args), backend=args.backend, device=args.device, **options)
