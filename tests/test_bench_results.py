@@ -14,6 +14,7 @@ from _results import markers, write_section  # noqa: E402
 BENCHMARKS_WRITING_RESULTS = (
     "bench_batch_size.py",
     "bench_browser.py",
+    "bench_browser_profile.py",
     "bench_cpu_train_precision.py",
     "bench_light_inference.py",
     "bench_masks.py",
