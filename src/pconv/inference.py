@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SETTING_RANGES",
+    "DEFAULT_BATCH",
     "DEFAULT_MARGIN",
     "DEFAULT_MAX_SIDE",
     "DEFAULT_ONNX_NAME",
