@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,13 +83,34 @@ def _white_numpy(arr: np.ndarray, threshold: int) -> np.ndarray:
 
 @dataclass
 class Item:
-    """One image as the network sees it, and how to turn the result back into the caller's kind."""
+    """One image as the network sees it, and how to turn the result back into the caller's kind.
 
-    rgb: np.ndarray  # (3, H, W) float32 in [0, 1]
+    The image is kept as it came and made the network's float ``(3, H, W)`` in [0, 1] on demand: whole (``rgb``)
+    or one window (``crop``), so that a large photo filled window by window is never converted whole.
+    """
+
+    pixels: np.ndarray  # (H, W, 3) uint8 (PIL, numpy), or (3, H, W) float32 in [0, 1] (a tensor's values)
     hole: np.ndarray  # (1, H, W) float32 in {0, 1}, 1 = hole (``Inpainter`` replaces it with the dilated hole)
     restore: Callable[[np.ndarray, np.ndarray], Any]  # (filled (3, H, W), hole (1, H, W)) -> the caller's kind
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return tuple(self.hole.shape[1:])  # type: ignore[return-value]
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        """The whole image, (3, H, W) float32 in [0, 1]."""
+        return self.crop(slice(None), slice(None))
+
+    def crop(self, rows: slice, cols: slice) -> np.ndarray:
+        """A window, (3, h, w) float32 in [0, 1]: the same floats as ``rgb[:, rows, cols]``."""
+        if self.pixels.dtype == np.uint8:
+            return _unit_float(self.pixels[rows, cols])
+        return self.pixels[:, rows, cols]
+
     def finish(self, filled: np.ndarray) -> Any:
+        """``filled`` (3, H, W) float, read at the hole pixels only -> the caller's kind, known pixels as given."""
         return self.restore(filled, self.hole)
 
 
@@ -105,13 +127,12 @@ def to_item(image: Any, hole: np.ndarray) -> Item:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        rgb_u8 = np.asarray(to_8bit(image).convert("RGB"))  # 16-bit grey scaled, not clipped to white
-        rgb = _unit_float(rgb_u8)
-        restore = _restore_pil(rgb_u8, image.getchannel("A") if "A" in image.getbands() else None)
+        pixels = np.asarray(to_8bit(image).convert("RGB"))  # 16-bit grey scaled, not clipped to white
+        restore = _restore_pil(pixels, image.getchannel("A") if "A" in image.getbands() else None)
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
             raise ValueError(f"a numpy image must be uint8 (H, W, 3) or (H, W, 4), got {image.shape} {image.dtype}")
-        rgb = _unit_float(image[:, :, :3])
+        pixels = image[:, :, :3]
         restore = _restore_numpy(image)
     elif is_tensor(image):
         if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
@@ -119,18 +140,18 @@ def to_item(image: Any, hole: np.ndarray) -> Item:
                 f"an image tensor must be float (3, H, W) or (N, 3, H, W) in [0, 1], got "
                 f"{tuple(image.shape)} {image.dtype}"
             )
-        rgb = image.detach().float().cpu().numpy()
-        _check_unit_range(rgb)
+        pixels = image.detach().float().cpu().numpy()
+        _check_unit_range(pixels)
         restore = _restore_tensor(image)
     else:
         raise ValueError(f"image must be a PIL image, a uint8 numpy array or a tensor, got {type(image).__name__}")
-    if tuple(hole.shape) != tuple(rgb.shape[1:]):
+    height, width = pixels.shape[:2] if pixels.dtype == np.uint8 else pixels.shape[1:]
+    if tuple(hole.shape) != (height, width):
         raise ValueError(
-            f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {rgb.shape[2]}x"
-            f"{rgb.shape[1]} (width x height); resize the mask to the image (pconv.resize."
-            "resize_hole_mask)"
+            f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {width}x{height} (width x height); "
+            "resize the mask to the image (pconv.resize.resize_hole_mask)"
         )
-    return Item(rgb, np.asarray(hole, dtype=np.float32)[None], restore)
+    return Item(pixels, np.asarray(hole, dtype=np.float32)[None], restore)
 
 
 def _unit_float(rgb_u8: np.ndarray) -> np.ndarray:
@@ -155,11 +176,42 @@ def _to_uint8(filled: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(filled, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
 
 
+def hole_boxes(hole: np.ndarray) -> list[tuple[slice, slice]]:
+    """(H, W) hole mask -> (rows, cols) slices, one per run of consecutive rows holding hole pixels, each cut to
+    the columns between that run's first and last hole pixel; every hole pixel lies in exactly one box."""
+    rows = np.flatnonzero(hole.any(axis=1))
+    if rows.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    boxes = []
+    for top, bottom in zip(rows[np.r_[0, breaks + 1]], rows[np.r_[breaks, rows.size - 1]] + 1):
+        cols = np.flatnonzero(hole[top:bottom].any(axis=0))
+        boxes.append((slice(int(top), int(bottom)), slice(int(cols[0]), int(cols[-1]) + 1)))
+    return boxes
+
+
+def paste_fill(out: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> None:
+    """Write ``filled``'s hole pixels into ``out`` in place, rounded as ``_to_uint8`` does.
+
+    Args:
+        out: (H, W, 3) uint8 (a view is fine), holding the known pixels; its hole pixels are replaced.
+        filled: (3, H, W) float in [0, 1].
+        hole: (1, H, W), > 0 = hole.
+    Only the boxes around the hole pixels (``hole_boxes``) are converted from float, so a few holes in a large
+    photo cost their own size, not the photo's; every pixel comes out as ``where(hole, _to_uint8(filled), out)``.
+    """
+    for rows, cols in hole_boxes(hole[0] > 0):
+        box = out[rows, cols]
+        box[...] = np.where(hole[0, rows, cols, None] > 0, _to_uint8(filled[:, rows, cols]), box)
+
+
 def _restore_pil(rgb_u8: np.ndarray, alpha: Any) -> Callable[[np.ndarray, np.ndarray], Any]:
     from PIL import Image
 
     def restore(filled: np.ndarray, hole: np.ndarray) -> Image.Image:
-        out = Image.fromarray(np.where(hole[0, :, :, None] > 0, _to_uint8(filled), rgb_u8))
+        rgb = rgb_u8.copy()
+        paste_fill(rgb, filled, hole)
+        out = Image.fromarray(rgb)
         if alpha is not None:
             out.putalpha(alpha)
         return out
@@ -170,7 +222,7 @@ def _restore_pil(rgb_u8: np.ndarray, alpha: Any) -> Callable[[np.ndarray, np.nda
 def _restore_numpy(image: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     def restore(filled: np.ndarray, hole: np.ndarray) -> np.ndarray:
         out = image.copy()
-        out[:, :, :3] = np.where(hole[0, :, :, None] > 0, _to_uint8(filled), image[:, :, :3])
+        paste_fill(out[:, :, :3], filled, hole)
         return out
 
     return restore

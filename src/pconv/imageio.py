@@ -114,9 +114,11 @@ def read_image(path: str | Path) -> Picture:
     if img.mode == "CMYK":
         icc = None  # a CMYK profile does not describe the RGB pixels we write
     has_alpha = "A" in img.getbands() or (img.mode == "P" and "transparency" in img.info)
+    grey = img.mode in ("L", "LA", "1", *_WIDE_GREY_MODES)
+    if img.mode == "RGB":  # most photos: their pixels as they are (no RGBA copy to cut the alpha from)
+        return Picture(np.array(img), None, grey, exif, icc)
     rgba = _to_rgba8(img)
     alpha = np.ascontiguousarray(rgba[:, :, 3]) if has_alpha else None
-    grey = img.mode in ("L", "LA", "1", *_WIDE_GREY_MODES)
     return Picture(np.ascontiguousarray(rgba[:, :, :3]), alpha, grey, exif, icc)
 
 

@@ -118,6 +118,11 @@ SETTING_RANGES: dict[str, tuple[int, int | None]] = {
 DEFAULT_BATCH = {"cpu": 1, "cuda": 16}
 
 
+def _nothing(item: Item) -> np.ndarray:
+    """The "fill" of an image without a hole: zeros of its shape (``Item.finish`` reads no pixel of it)."""
+    return np.zeros((3, *item.size), np.float32)
+
+
 class Inpainter:
     """Fill the holes of images with a partial-convolution U-Net.
 
@@ -294,12 +299,13 @@ class Inpainter:
         return valid_to_hole(white)  # black-hole: the white pixels are the known ones
 
     def _fill_items(self, items: list[Item]) -> list[np.ndarray]:
-        """Filled (3, H, W) float32 images, known pixels copied from the input."""
-        outs: list[np.ndarray | None] = [item.rgb if not item.hole.any() else None for item in items]
-        small = [i for i, item in enumerate(items) if outs[i] is None and max(item.rgb.shape[1:]) <= self.max_side]
-        by_size: dict[tuple[int, ...], list[int]] = {}
+        """Filled (3, H, W) float32 images: the fill at every hole pixel; the rest is not read (``Item.finish``
+        takes the known pixels from the input), and is 0 where nothing was computed."""
+        outs: list[np.ndarray | None] = [None if item.hole.any() else _nothing(item) for item in items]
+        small = [i for i, item in enumerate(items) if outs[i] is None and max(item.size) <= self.max_side]
+        by_size: dict[tuple[int, int], list[int]] = {}
         for i in small:
-            by_size.setdefault(tuple(items[i].rgb.shape), []).append(i)
+            by_size.setdefault(items[i].size, []).append(i)
         for group in by_size.values():
             for k in range(0, len(group), self.batch_size):
                 chunk = group[k : k + self.batch_size]
@@ -309,20 +315,23 @@ class Inpainter:
                     outs[i] = out
         for i, item in enumerate(items):
             if outs[i] is None:
-                outs[i] = self._fill_large(item.rgb[None], item.hole[None])[0]
+                outs[i] = self._fill_large(item)
         return outs  # type: ignore[return-value]
 
-    def _fill_large(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
-        """(1, 3, H, W), (1, 1, H, W) -> (1, 3, H, W): window by window, only hole pixels pasted back."""
-        out = image.copy()
-        windows = plan_windows(hole_mask[0, 0] > 0, margin=self.margin, min_side=self.max_side // 2)
-        log.info("image %dx%d: filling %d window(s)", image.shape[3], image.shape[2], len(windows))
+    def _fill_large(self, item: Item) -> np.ndarray:
+        """An image longer than ``max_side``, window by window -> (3, H, W) float32, each window's fill at its hole
+        pixels and 0 elsewhere: only the windows are converted from the image and written (the untouched pages of
+        the zeros cost no memory)."""
+        height, width = item.size
+        out = np.zeros((1, 3, height, width), np.float32)
+        windows = plan_windows(item.hole[0] > 0, margin=self.margin, min_side=self.max_side // 2)
+        log.info("image %dx%d: filling %d window(s)", width, height, len(windows))
         for win in windows:
             rows, cols = slice(win.top, win.bottom), slice(win.left, win.right)
-            crop_hole = hole_mask[:, :, rows, cols]
-            filled = self._fill(image[:, :, rows, cols], crop_hole)
+            crop_hole = item.hole[None, :, rows, cols]
+            filled = self._fill(item.crop(rows, cols)[None], crop_hole)
             out[:, :, rows, cols] = np.where(crop_hole > 0, filled, out[:, :, rows, cols])
-        return out
+        return out[0]
 
     def _fill(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
         """Run the network, resizing down first if the image is longer than ``max_side``.
