@@ -148,10 +148,19 @@ def commands(
     return timed
 
 
+def child_env(pythonpath: str) -> dict[str, str]:
+    """The environment of a timed process: ``PYTHONPATH`` set, and Python's bytecode cached as an installed
+    package's is (``pip install`` writes it; ``PYTHONDONTWRITEBYTECODE``, set on some machines, would make every
+    process compile pconv's modules again, 5-20 ms), so the warm-up run writes it for the runs after."""
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run_once(argv: list[str], pythonpath: str, nice: int | None = None) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds (user + system), peak RSS MiB) of one process, at scheduling priority ``nice``
     (None: inherited); raises if it fails."""
-    env = {**os.environ, "PYTHONPATH": pythonpath}
+    env = child_env(pythonpath)
     with tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
         renice = None if nice is None else (lambda: os.setpriority(os.PRIO_PROCESS, 0, nice))
@@ -175,7 +184,7 @@ def steps(
         for label, pythonpath in sources.items():
             text = subprocess.run(
                 [python, "-c", STEPS_SCRIPT, str(photo), str(mask), str(out / "steps.png")],
-                env={**os.environ, "PYTHONPATH": pythonpath},
+                env=child_env(pythonpath),
                 check=True,
                 capture_output=True,
                 text=True,
