@@ -1,9 +1,11 @@
 """The input kinds ``Inpainter`` takes, in and back: PIL images, numpy arrays and torch tensors.
 
-Everything between runs on numpy: an image becomes float RGB ``(3, H, W)`` in [0, 1] and a hole ``(1, H, W)``
-(``to_item``), and the filled result goes back as the caller's kind (``Item.finish``): a PIL image with its alpha,
-a uint8 array of the input's shape, or a tensor of the input's dtype and device. Known pixels come back
-bit-identical: the result is ``where(hole, fill, input)`` in the input's own number type. Torch is never imported
+Everything between runs on numpy: an image becomes an ``Item`` (``to_item``) that hands out float RGB
+``(3, H, W)`` in [0, 1], whole or one window at a time, and a hole ``(1, H, W)``, and the filled result goes back
+as the caller's kind (``Item.finish``): a PIL image with its alpha, a uint8 array of the input's shape, or a tensor
+of the input's dtype and device. Known pixels come back bit-identical: the result is ``where(hole, fill, input)``
+in the input's own number type, and for 8-bit inputs only the boxes around the holes are converted back
+(``paste_fill``). Torch is never imported
 here unless the caller passed a tensor (a tensor exists only once torch is imported).
 
 Polarity: ``white_array`` reads a mask of any kind as white = 1; ``Inpainter`` applies ``mask_polarity`` to it, so
@@ -26,7 +28,7 @@ from pconv.masks import binarize_hole, pil_to_hole_mask
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Item", "is_tensor", "to_item", "white_array"]
+__all__ = ["Item", "hole_boxes", "is_tensor", "paste_fill", "to_item", "white_array"]
 
 
 def is_tensor(x: Any) -> bool:
