@@ -92,7 +92,7 @@ class Item:
     """
 
     pixels: np.ndarray  # (H, W, 3) uint8 (PIL, numpy), or (3, H, W) float32 in [0, 1] (a tensor's values)
-    hole: np.ndarray  # (1, H, W) float32 in {0, 1}, 1 = hole (``Inpainter`` replaces it with the dilated hole)
+    hole: np.ndarray  # (1, H, W) in {0, 1}, 1 = hole: uint8 as given (``Inpainter`` may put the dilated float32 one)
     restore: Callable[[np.ndarray, np.ndarray], Any]  # (filled (3, H, W), hole (1, H, W)) -> the caller's kind
 
     @property
@@ -121,7 +121,7 @@ def to_item(image: Any, hole: np.ndarray) -> Item:
 
     Args:
         image: a PIL image, a uint8 numpy array (H, W, 3) or (H, W, 4), or a float tensor (3, H, W) in [0, 1].
-        hole: (H, W) uint8 in {0, 1}, 1 = hole, the image's size.
+        hole: (H, W) uint8 in {0, 1}, 1 = hole, the image's size (kept as it is, not copied).
     Raises:
         ValueError: an unsupported kind or shape, a mask of another size, or tensor values not finite or not in
             [0, 1] (the message says which).
@@ -153,7 +153,7 @@ def to_item(image: Any, hole: np.ndarray) -> Item:
             f"hole_mask is {hole.shape[-1]}x{hole.shape[-2]} but the image is {width}x{height} (width x height); "
             "resize the mask to the image (pconv.resize.resize_hole_mask)"
         )
-    return Item(pixels, np.asarray(hole, dtype=np.float32)[None], restore)
+    return Item(pixels, np.asarray(hole)[None], restore)  # kept 8-bit: made float per window (Inpainter)
 
 
 def _unit_float(rgb_u8: np.ndarray) -> np.ndarray:

@@ -310,7 +310,8 @@ class Inpainter:
             for k in range(0, len(group), self.batch_size):
                 chunk = group[k : k + self.batch_size]
                 images = np.stack([items[i].rgb for i in chunk])  # (n, 3, H, W)
-                filled = self._fill(images, np.stack([items[i].hole for i in chunk]))
+                holes = np.stack([items[i].hole for i in chunk]).astype(np.float32)  # (n, 1, H, W)
+                filled = self._fill(images, holes)
                 for i, out in zip(chunk, filled):
                     outs[i] = out
         for i, item in enumerate(items):
@@ -328,7 +329,7 @@ class Inpainter:
         log.info("image %dx%d: filling %d window(s)", width, height, len(windows))
         for win in windows:
             rows, cols = slice(win.top, win.bottom), slice(win.left, win.right)
-            crop_hole = item.hole[None, :, rows, cols]
+            crop_hole = item.hole[None, :, rows, cols].astype(np.float32)
             filled = self._fill(item.crop(rows, cols)[None], crop_hole)
             out[:, :, rows, cols] = np.where(crop_hole > 0, filled, out[:, :, rows, cols])
         return out[0]
