@@ -5,8 +5,8 @@ Everything between runs on numpy: an image becomes an ``Item`` (``to_item``) tha
 as the caller's kind (``Item.finish``): a PIL image with its alpha, a uint8 array of the input's shape, or a tensor
 of the input's dtype and device. Known pixels come back bit-identical: the result is ``where(hole, fill, input)``
 in the input's own number type, and for 8-bit inputs only the boxes around the holes are converted back
-(``paste_fill``). Torch is never imported
-here unless the caller passed a tensor (a tensor exists only once torch is imported).
+(``paste_fill``). Torch is never imported here unless the caller passed a tensor (a tensor exists only once torch
+is imported).
 
 Polarity: ``white_array`` reads a mask of any kind as white = 1; ``Inpainter`` applies ``mask_polarity`` to it, so
 ``to_item`` takes a ``hole_mask`` (1 = hole).
@@ -129,7 +129,8 @@ def to_item(image: Any, hole: np.ndarray) -> Item:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        pixels = np.asarray(to_8bit(image).convert("RGB"))  # 16-bit grey scaled, not clipped to white
+        eight_bit = to_8bit(image)  # 16-bit grey scaled, not clipped to white
+        pixels = np.asarray(eight_bit if eight_bit.mode == "RGB" else eight_bit.convert("RGB"))
         restore = _restore_pil(pixels, image.getchannel("A") if "A" in image.getbands() else None)
     elif isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
