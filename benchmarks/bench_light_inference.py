@@ -22,8 +22,10 @@ The step table times the light path inside one process (``STEPS_SCRIPT``), this 
 alternating. The folder throughput (``--folder N`` photos, 0 to skip): ``pconv inpaint`` on a folder of N 512x512
 PNG photos (crops of kodim23 at different offsets, every other one mirrored; the demo's hole moved for each), one
 process per run, for each ``--batch-sizes``, this code and the code before alternating; images/s over the whole
-command (start-up and model load included). The section ``light-inference`` of ``--out`` is replaced or added
-(``benchmarks/_results.py``).
+command (start-up and model load included). The large photo (``--no-large`` to skip): ``pconv inpaint`` on a
+4000x3000 JPEG with three small holes (``make_large``), each code ``--folder-rounds`` times, wall time and peak
+memory, and whether the output files are byte-identical. The section ``light-inference`` of ``--out`` is replaced
+or added (``benchmarks/_results.py``).
 """
 
 from __future__ import annotations
@@ -224,6 +226,39 @@ def throughput(
     return found, same
 
 
+def make_large(folder: Path) -> tuple[Path, Path]:
+    """A 4000x3000 JPEG (kodim23 enlarged) and its mask with three small holes (an ellipse, a stroke, a rectangle:
+    0.1 % of the pixels), as a phone photo with one or two things to remove."""
+    from PIL import ImageDraw
+
+    sample = Image.open(Path(str(resources.files("pconv").joinpath("assets").joinpath("kodim23.png")))).convert("RGB")
+    sample.resize((4000, 3000), Image.Resampling.BICUBIC).save(folder / "large.jpg", quality=92)
+    mask = Image.new("L", (4000, 3000), 0)
+    draw = ImageDraw.Draw(mask)
+    draw.ellipse((500, 400, 620, 560), fill=255)
+    draw.line((2000, 1500, 2300, 1600), fill=255, width=25)
+    draw.rectangle((3500, 2500, 3600, 2580), fill=255)
+    mask.save(folder / "large_mask.png")
+    return folder / "large.jpg", folder / "large_mask.png"
+
+
+def large_photo(
+    args: argparse.Namespace, sources: dict[str, str], out: Path
+) -> tuple[dict[str, list[tuple[float, float, float]]], bool]:
+    """Label -> (wall s, CPU s, peak RSS MiB) of each ``pconv inpaint`` of the large photo (``make_large``, window by
+    window) on the base install, the codes alternating ``--folder-rounds`` times; and whether their outputs agree."""
+    photo, mask = make_large(out)
+    found: dict[str, list[tuple[float, float, float]]] = {label: [] for label in sources}
+    for _ in range(args.folder_rounds):
+        for i, (label, pythonpath) in enumerate(sources.items()):
+            argv = [args.light_python, "-m", "pconv", "inpaint", "--image", str(photo), "--mask", str(mask)]
+            argv += ["--output", str(out / f"large_out_{i}.jpg"), "--overwrite", "--backend", "onnx"]
+            found[label].append(run_once(argv, pythonpath))
+    first = (out / "large_out_0.jpg").read_bytes()
+    same = all((out / f"large_out_{i}.jpg").read_bytes() == first for i in range(len(sources)))
+    return found, same
+
+
 def agreement(out: Path, photo: Path, mask: Path) -> str:
     """How the ONNX Runtime fill compares with PyTorch's and with the code before this change."""
     image = np.asarray(Image.open(photo).convert("RGB")).astype(int)
@@ -255,6 +290,7 @@ def markdown(
     step_times: dict[str, dict[str, float]],
     folder: tuple[dict[tuple[str, int], list[float]], bool] | None,
     notes: list[str],
+    large: tuple[dict[str, list[tuple[float, float, float]]], bool] | None = None,
 ) -> str:
     header = (
         "| process | wall s, median | wall s, min | × Navier-Stokes (median of paired ratios) | "
@@ -286,6 +322,18 @@ def markdown(
             runs = " ".join(f"{r:.2f}" for r in rates)
             lines.append(f"| {label} | {batch} | {statistics.median(rates):.2f} | {paired:.2f}× | {runs} |")
         lines += ["", f"Output pixels of every folder run equal to the first code's: {'yes' if same else '**NO**'}."]
+    if large is not None:
+        runs_by_code, same = large
+        lines += ["", "A 4000x3000 JPEG, three small holes (0.1 %; window by window), base install, whole command:"]
+        lines += [""]
+        lines += ["| code | wall s, median | wall s, runs | peak RSS MiB, median |", "|---|---:|---|---:|"]
+        for label, runs in runs_by_code.items():
+            walls = " ".join(f"{r[0]:.2f}" for r in runs)
+            lines.append(
+                f"| {label} | {statistics.median(r[0] for r in runs):.2f} | {walls} | "
+                f"{statistics.median(r[2] for r in runs):.0f} |"
+            )
+        lines += ["", f"Output files of every code byte-identical: {'yes' if same else '**NO**'}."]
     return "\n".join(lines) + "\n"
 
 
@@ -301,7 +349,8 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave out the rows that need the full install")
     parser.add_argument("--folder", type=int, default=16, help="photos in the throughput folder (0: no folder runs)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4], help="--batch-size of the folder runs")
-    parser.add_argument("--folder-rounds", type=int, default=3)
+    parser.add_argument("--folder-rounds", type=int, default=3, help="rounds of the folder and large-photo runs")
+    parser.add_argument("--no-large", action="store_true", help="leave out the 4000x3000 photo")
     parser.add_argument(
         "--also-nice",
         type=int,
@@ -332,11 +381,13 @@ def main() -> None:
         if args.folder > 0:
             images, masks = make_folder(Path(tmp), args.folder)
             folder = throughput(args, sources, images, masks, Path(tmp))
+        large = None if args.no_large else large_photo(args, sources, Path(tmp))
     load_end = os.getloadavg()
     options = f"--rounds {args.rounds}{' --before-src DIR' if args.before_src else ''}"
     options += " --no-torch" if args.no_torch else ""
     options += f" --folder {args.folder} --batch-sizes {' '.join(map(str, args.batch_sizes))}"
     options += f" --also-nice {args.also_nice}" if args.also_nice is not None else ""
+    options += " --no-large" if args.no_large else ""
     notes = [
         f"- Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, shared with other jobs; {started}; "
         f"load average (1, 5, 15 min) {' '.join(f'{x:.1f}' for x in load_start)} at the start and "
@@ -348,7 +399,7 @@ def main() -> None:
         "smooth blend).",
         f"- {agree}.",
     ]
-    section = markdown(results, step_times, folder, notes)
+    section = markdown(results, step_times, folder, notes, large)
     print(section)
     if args.out is not None:
         write_section(args.out, "light-inference", section)
