@@ -331,7 +331,7 @@ class Inpainter:
             rows, cols = slice(win.top, win.bottom), slice(win.left, win.right)
             crop_hole = item.hole[None, :, rows, cols].astype(np.float32)
             filled = self._fill(item.crop(rows, cols)[None], crop_hole)
-            out[:, :, rows, cols] = np.where(crop_hole > 0, filled, out[:, :, rows, cols])
+            np.copyto(out[:, :, rows, cols], filled, where=crop_hole > 0)  # its hole pixels only
         return out[0]
 
     def _fill(self, image: np.ndarray, hole_mask: np.ndarray) -> np.ndarray:
